@@ -1,0 +1,95 @@
+package env
+
+import (
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-sandbox/pyro/internal/errs"
+	"github.com/pyro-sandbox/pyro/internal/fsutil"
+	"github.com/pyro-sandbox/pyro/internal/initramfs"
+)
+
+// BootFiles returns the kernel and the initramfs that boot m with the pyro
+// binary at agent as the guest's init. The initramfs (the agent's root
+// skeleton followed by m's modules archive) is built once per agent binary
+// and modules blob, and kept under boot/.
+func (c *Cache) BootFiles(m *Manifest, agent string) (kernelPath, initrdPath string, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat(agent, &st); err != nil {
+		return "", "", errs.Wrap(errs.Unavailable, err, "reinstall pyro", "the pyro binary for the guest is missing")
+	}
+	// The binary is identified by what stat says of it, not by hashing its
+	// megabytes on every boot.
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%d:%d:%d:%d.%d\n", m.Modules.Digest, agent, st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+	key := hex.EncodeToString(h.Sum(nil))[:32]
+	initrdPath = filepath.Join(c.Dir, "boot", key+".cpio")
+	kernelPath = c.BlobPath(m.Kernel.Digest)
+	if _, err := os.Stat(initrdPath); err == nil {
+		return kernelPath, initrdPath, nil
+	}
+	if err := CheckStatic(agent); err != nil {
+		return "", "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(initrdPath), 0o755); err != nil {
+		return "", "", err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(initrdPath), ".initrd-*")
+	if err != nil {
+		return "", "", err
+	}
+	defer os.Remove(tmp.Name())
+	err = initramfs.WriteAgent(tmp, agent)
+	if err == nil {
+		err = appendFile(tmp, c.BlobPath(m.Modules.Digest))
+	}
+	if err == nil {
+		err = tmp.Chmod(0o444)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("building the initramfs: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), initrdPath); err != nil {
+		return "", "", err
+	}
+	return kernelPath, initrdPath, fsutil.SyncDir(filepath.Dir(initrdPath))
+}
+
+func appendFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// CheckStatic refuses a dynamically linked pyro binary: it becomes the
+// guest's init, and the guest has none of the host's shared libraries.
+func CheckStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "reinstall pyro", "reading the pyro binary %s", path)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_X86_64 {
+		return errs.New(errs.Unavailable, "use an x86_64 build of pyro", "the pyro binary %s is not built for x86_64", path)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return errs.New(errs.Unavailable, "build pyro with CGO_ENABLED=0 (make build does)", "the pyro binary %s is dynamically linked, so it cannot run as the guest's init", path)
+		}
+	}
+	return nil
+}

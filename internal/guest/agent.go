@@ -1,0 +1,101 @@
+package guest
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-sandbox/pyro/internal/agentproto"
+	"github.com/pyro-sandbox/pyro/internal/buildinfo"
+)
+
+// AgentPortName is the name of the virtio-serial port the host connects
+// the agent channel to.
+const AgentPortName = "org.pyro.agent"
+
+// agent serves the host's requests inside the guest.
+type agent struct {
+	reaper   *reaper
+	env      []string
+	poweroff func()
+}
+
+// serve speaks the agent protocol on conn until the host ends the session.
+func (a *agent) serve(conn io.ReadWriteCloser) error {
+	hello := agentproto.Hello{
+		Versions:     []int{agentproto.Version},
+		Agent:        buildinfo.Version(),
+		Kernel:       kernelRelease(),
+		UptimeMillis: uptimeMillis(),
+	}
+	sess, ack, err := agentproto.Serve(conn, hello, agentproto.Config{}, a.handle)
+	if err != nil {
+		return err
+	}
+	applyHostState(ack)
+	<-sess.Done()
+	return sess.Err()
+}
+
+func (a *agent) handle(st *agentproto.Stream, open agentproto.Open) {
+	switch open.Op {
+	case agentproto.OpExec:
+		a.serveExec(st, open.Body)
+	case agentproto.OpShutdown:
+		st.CloseSend()
+		if a.poweroff != nil {
+			a.poweroff()
+		}
+	default:
+		st.Abort(&agentproto.Error{Code: agentproto.CodeUnsupported, Message: fmt.Sprintf("the agent does not know the operation %q", open.Op)})
+	}
+}
+
+// applyHostState adopts the host's clock and mixes its entropy into the
+// guest's pool. Failures only cost accuracy, so they are ignored.
+func applyHostState(ack agentproto.HelloAck) {
+	if ack.UnixNano > 0 && os.Getpid() == 1 {
+		tv := unix.NsecToTimeval(ack.UnixNano)
+		unix.Settimeofday(&tv)
+	}
+	if len(ack.Entropy) > 0 {
+		if f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0); err == nil {
+			f.Write(ack.Entropy)
+			f.Close()
+		}
+	}
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func uptimeMillis() int64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano()).Milliseconds()
+}
+
+// findPort returns the device of the virtio-serial port named name. With no
+// udev there is no /dev/virtio-ports link: the name is in sysfs.
+func findPort(name string) (string, error) {
+	dirs, _ := filepath.Glob("/sys/class/virtio-ports/*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "name"))
+		if err == nil && strings.TrimSpace(string(b)) == name {
+			return "/dev/" + filepath.Base(d), nil
+		}
+	}
+	return "", fmt.Errorf("no virtio-serial port named %s (found %d ports)", name, len(dirs))
+}

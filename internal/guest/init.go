@@ -1,0 +1,263 @@
+// Package guest is pyro inside the virtual machine: PID 1's duties (mounts,
+// kernel modules, switching to the environment's root filesystem, reaping,
+// power-off) and the agent that serves the host's requests.
+package guest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kernel command-line parameters the host passes to the guest.
+const (
+	ParamRoot     = "pyro.root"     // block device of the environment's root filesystem (read-only ext4)
+	ParamUpper    = "pyro.upper"    // "tmpfs", or the block device holding the writable layer
+	ParamProbe    = "pyro.probe"    // power off at once: the accelerator probe
+	ParamHostname = "pyro.hostname" // the guest's hostname
+)
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Main is the entry point of pyro when the kernel starts it as PID 1 from
+// the initramfs. It never returns: when the host hangs up or anything
+// fails, it powers the machine off.
+func Main() {
+	os.Setenv("PATH", defaultPath)
+	err := boot()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pyro-init: %v\n", err)
+	}
+	powerOff()
+}
+
+func boot() error {
+	if err := mountEarly(); err != nil {
+		return err
+	}
+	params := parseCmdline(readFile("/proc/cmdline"))
+	if _, ok := params[ParamProbe]; ok {
+		return nil
+	}
+	if err := loadModules("/lib/modules"); err != nil {
+		return err
+	}
+	if root := params[ParamRoot]; root != "" {
+		if err := switchRoot(root, params[ParamUpper]); err != nil {
+			return err
+		}
+	}
+	if err := mountLate(); err != nil {
+		return err
+	}
+	hostname := params[ParamHostname]
+	if hostname == "" {
+		hostname = "pyro"
+	}
+	unix.Sethostname([]byte(hostname))
+	if err := setLinkUp("lo"); err != nil {
+		fmt.Fprintf(os.Stderr, "pyro-init: loopback: %v\n", err)
+	}
+
+	a := &agent{reaper: newReaper(), env: baseEnv, poweroff: powerOff}
+	port, err := findPort(AgentPortName)
+	if err != nil {
+		return err
+	}
+	conn, err := os.OpenFile(port, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("opening the agent port: %w", err)
+	}
+	// The session ends when the host hangs up; the machine then has no
+	// reason to live.
+	return a.serve(conn)
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// parseCmdline returns the key=value words of a kernel command line.
+func parseCmdline(s string) map[string]string {
+	params := map[string]string{}
+	for _, w := range strings.Fields(s) {
+		k, v, _ := strings.Cut(w, "=")
+		params[k] = v
+	}
+	return params
+}
+
+type mountSpec struct {
+	source, target, fstype string
+	flags                  uintptr
+	data                   string
+}
+
+func mountAll(specs []mountSpec) error {
+	for _, m := range specs {
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mounting %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	return nil
+}
+
+func mountEarly() error {
+	return mountAll([]mountSpec{
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	})
+}
+
+func mountLate() error {
+	return mountAll([]mountSpec{
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
+		{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"cgroup2", "/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	})
+}
+
+// loadModules loads the kernel modules the initramfs carries, in the order
+// its load-order file gives (dependencies first).
+func loadModules(dir string) error {
+	f, err := os.Open(filepath.Join(dir, "load-order"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name := strings.TrimSpace(sc.Text())
+		if name == "" {
+			continue
+		}
+		mod, err := os.Open(filepath.Join(dir, name+".ko"))
+		if err != nil {
+			return fmt.Errorf("kernel module %s: %w", name, err)
+		}
+		err = unix.FinitModule(int(mod.Fd()), "", 0)
+		mod.Close()
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("loading kernel module %s: %w", name, err)
+		}
+	}
+	return sc.Err()
+}
+
+// waitForDevice waits for a block device node to appear. Drivers create it
+// while their module loads, so this is a safety net, not a poll loop.
+func waitForDevice(dev string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		if _, err := os.Stat(dev); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("block device %s did not appear within %s", dev, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// switchRoot mounts the environment's read-only root filesystem under a
+// writable overlay and makes it the root of the machine.
+func switchRoot(rootDev, upper string) error {
+	if err := waitForDevice(rootDev, 10*time.Second); err != nil {
+		return err
+	}
+	const lower, layer, newRoot = "/.pyro/lower", "/.pyro/layer", "/newroot"
+	for _, d := range []string{lower, layer, newRoot} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mount(rootDev, lower, "ext4", unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mounting the root filesystem %s: %w", rootDev, err)
+	}
+	switch upper {
+	case "", "tmpfs":
+		if err := unix.Mount("tmpfs", layer, "tmpfs", 0, "mode=0755"); err != nil {
+			return fmt.Errorf("mounting the writable layer: %w", err)
+		}
+	default:
+		if err := waitForDevice(upper, 10*time.Second); err != nil {
+			return err
+		}
+		if err := unix.Mount(upper, layer, "ext4", 0, ""); err != nil {
+			return fmt.Errorf("mounting the writable layer %s: %w", upper, err)
+		}
+	}
+	for _, d := range []string{layer + "/upper", layer + "/work"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, layer, layer)
+	if err := unix.Mount("overlay", newRoot, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mounting the root overlay: %w", err)
+	}
+	for _, m := range []string{"/dev", "/proc", "/sys"} {
+		if err := os.MkdirAll(newRoot+m, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m, newRoot+m, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("moving %s into the new root: %w", m, err)
+		}
+	}
+	if err := unix.Chdir(newRoot); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving the new root to /: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return err
+	}
+	return unix.Chdir("/")
+}
+
+func setLinkUp(name string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// powerOff flushes the disks and turns the machine off. As PID 1 it must
+// never return: if the power-off call fails, exiting panics the kernel,
+// which (with panic=-1 and QEMU's -no-reboot) ends the machine too.
+func powerOff() {
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	os.Exit(1)
+}
+
+// EnvHostCompat is set in the environment of the agent pyro starts on the
+// host in host-compat mode (PID 1 of a new PID namespace, not of a VM).
+const EnvHostCompat = "PYRO_HOSTCOMPAT_AGENT"

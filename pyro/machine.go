@@ -1,0 +1,125 @@
+package pyro
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/pyro-sandbox/pyro/internal/accel"
+	"github.com/pyro-sandbox/pyro/internal/env"
+	"github.com/pyro-sandbox/pyro/internal/errs"
+	"github.com/pyro-sandbox/pyro/internal/guest"
+	"github.com/pyro-sandbox/pyro/internal/host"
+	"github.com/pyro-sandbox/pyro/internal/vm"
+	"github.com/pyro-sandbox/pyro/internal/vmm"
+	"github.com/pyro-sandbox/pyro/internal/vmm/qemu"
+)
+
+// bootTimeout bounds a boot to the agent's hello.
+func bootTimeout(a vmm.Accelerator) time.Duration {
+	if s := os.Getenv("PYRO_BOOT_TIMEOUT_SECONDS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			return time.Duration(n) * time.Second
+		}
+	}
+	if a == vmm.KVM {
+		return 30 * time.Second
+	}
+	return 90 * time.Second
+}
+
+// accelerator decides KVM or TCG for booting m, probing KVM once per host
+// boot, kernel and QEMU when it looks usable.
+func (c *Client) accelerator(ctx context.Context, m *env.Manifest) (accel.Decision, error) {
+	kvm := host.ProbeKVM()
+	store := accel.Store{Path: filepath.Join(c.opts.StateDir, "accel-probe.json")}
+	key := host.BootID() + "/" + m.Kernel.Digest + "/" + qemuIdentity()
+	d, err := accel.Choose(os.Getenv(accel.EnvOverride), kvm, store.Load(key))
+	if err != nil {
+		return d, errs.Wrap(errs.Invalid, err, "unset "+accel.EnvOverride+" or fix /dev/kvm", "choosing the accelerator")
+	}
+	if !d.NeedProbe {
+		return d, nil
+	}
+	c.probeMu.Lock()
+	defer c.probeMu.Unlock()
+	if p := store.Load(key); p != nil {
+		return accel.Choose("", kvm, p)
+	}
+	c.opts.Progress.Phase("probe", "accelerator", "kvm")
+	p := c.probeKVM(ctx, m)
+	p.Key = key
+	if ctx.Err() != nil {
+		return d, ctx.Err()
+	}
+	store.Save(p)
+	return accel.Choose("", kvm, &p)
+}
+
+func qemuIdentity() string {
+	p, err := lookPath(qemu.Binary)
+	if err != nil {
+		return "none"
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return p
+	}
+	return p + "@" + strconv.FormatInt(fi.ModTime().UnixNano(), 10)
+}
+
+// probeKVM boots the guest kernel under KVM to its init, which powers off at
+// once, and says whether that finished within accel.ProbeDeadline.
+func (c *Client) probeKVM(ctx context.Context, m *env.Manifest) accel.Probe {
+	agent, err := c.agentBinary()
+	if err != nil {
+		return accel.Probe{Detail: err.Error()}
+	}
+	kernelPath, initrd, err := c.cache.BootFiles(m, agent)
+	if err != nil {
+		return accel.Probe{Detail: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, accel.ProbeDeadline)
+	defer cancel()
+	start := time.Now()
+	mach, err := c.backend.Start(ctx, vmm.Spec{
+		ID: "kvm-probe", Kernel: kernelPath, Initrd: initrd, VCPUs: 1, MemMiB: 256, Accel: vmm.KVM,
+		Cmdline: []string{guest.ParamProbe + "=1"},
+	})
+	if err != nil {
+		return accel.Probe{Detail: err.Error()}
+	}
+	select {
+	case <-mach.Done():
+		if err := mach.Wait(); err != nil {
+			return accel.Probe{Detail: "QEMU: " + err.Error() + " " + mach.Diagnostics()}
+		}
+		return accel.Probe{OK: true, Millis: time.Since(start).Milliseconds()}
+	case <-ctx.Done():
+		mach.Kill()
+		return accel.Probe{Millis: time.Since(start).Milliseconds()}
+	}
+}
+
+// bootVM boots m with a ready agent.
+func (c *Client) bootVM(ctx context.Context, m *env.Manifest, d accel.Decision, vcpus, memMiB int, id string) (*vm.VM, error) {
+	agent, err := c.agentBinary()
+	if err != nil {
+		return nil, err
+	}
+	c.cache.Touch(m.Name)
+	return vm.Boot(ctx, vm.Options{
+		ID:          id,
+		Manifest:    m,
+		Cache:       c.cache,
+		Agent:       agent,
+		Backend:     c.backend,
+		Accel:       d.Accel,
+		VCPUs:       vcpus,
+		MemMiB:      memMiB,
+		BootTimeout: bootTimeout(d.Accel),
+		TSCKHz:      host.TSCKHz(),
+	})
+}

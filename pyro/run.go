@@ -109,6 +109,12 @@ func (r *RunRequest) normalize() error {
 	if r.TTLSeconds == 0 {
 		r.TTLSeconds = DefaultTTLSeconds
 	}
+	return r.Validate()
+}
+
+// Validate checks the request as it is, without defaults: a zero size is
+// refused here (Run treats zero as "the default").
+func (r *RunRequest) Validate() error {
 	return validateSize(r.VCPUCount, r.MemMiB, r.TimeoutSeconds, r.TTLSeconds)
 }
 

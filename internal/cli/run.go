@@ -58,6 +58,11 @@ and 125 when pyro itself failed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Environment = args[0]
 			req.Command = args[1:]
+			// Flags always carry a value, so a 0 here was typed: refuse it
+			// rather than let the SDK read it as "default".
+			if err := req.Validate(); err != nil {
+				return a.fail(asJSON, exitUsage, err)
+			}
 			if !asJSON {
 				req.Stdout = a.stdout
 				req.Stderr = a.stderr

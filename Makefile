@@ -41,7 +41,7 @@ e2e: build
 # Benchmarks that boot VMs; results go to docs/benchmarks.md.
 bench: build
 	./$(BIN) env pull debian:12
-	$(GO) run ./internal/bench/cmd/pyro-bench -binary $(CURDIR)/$(BIN) -out docs/benchmarks.md
+	$(GO) run ./bench -binary $(CURDIR)/$(BIN) -out docs/benchmarks.md
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzHostSession -fuzztime 60s ./internal/agentproto

@@ -301,3 +301,23 @@ func pyroJSONNoLeakCheck(t *testing.T, v any, args ...string) result {
 	}
 	return r
 }
+
+func TestHostCompatOnlyWhenAllowed(t *testing.T) {
+	noQEMU := []string{"PATH=" + t.TempDir()}
+	r := pyro(t, noQEMU, "run", "debian:12", "--", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "--allow-host-compat") {
+		t.Errorf("without the flag: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	var res runResult
+	r = pyroJSON(t, &res, noQEMU, "run", "debian:12", "--allow-host-compat", "--json", "--",
+		"sh", "-c", "cat /etc/debian_version; echo $$; test -d /workspace && pwd")
+	if r.code != 0 || res.ExecutionMode != "host_compat" {
+		t.Fatalf("exit %d mode %q; stderr:\n%s", r.code, res.ExecutionMode, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	// The environment's root filesystem (Debian 12), its own PID namespace
+	// (the shell is a low pid under the agent), and /workspace as cwd.
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "12.") || len(lines[1]) > 3 || lines[2] != "/workspace" {
+		t.Errorf("stdout %q", res.Stdout)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/pyro-sandbox/pyro/internal/host"
 	"github.com/pyro-sandbox/pyro/internal/vm"
 	"github.com/pyro-sandbox/pyro/internal/vmm"
+	"github.com/pyro-sandbox/pyro/internal/vmm/hostcompat"
 	"github.com/pyro-sandbox/pyro/internal/vmm/qemu"
 )
 
@@ -103,23 +104,53 @@ func (c *Client) probeKVM(ctx context.Context, m *env.Manifest) accel.Probe {
 	}
 }
 
-// bootVM boots m with a ready agent.
-func (c *Client) bootVM(ctx context.Context, m *env.Manifest, d accel.Decision, vcpus, memMiB int, id string) (*vm.VM, error) {
+// machine is a started machine and how commands run in it.
+type machine struct {
+	*vm.VM
+	mode string // execution_mode
+}
+
+// startMachine boots m in a VM, or, when this host cannot boot VMs and the
+// caller allowed it, starts the agent on the host in namespaces. It never
+// falls back silently.
+func (c *Client) startMachine(ctx context.Context, m *env.Manifest, allowHostCompat bool, vcpus, memMiB int, id string) (*machine, error) {
 	agent, err := c.agentBinary()
 	if err != nil {
 		return nil, err
 	}
+	o := vm.Options{
+		ID:       id,
+		Manifest: m,
+		Cache:    c.cache,
+		Agent:    agent,
+		VCPUs:    vcpus,
+		MemMiB:   memMiB,
+		TSCKHz:   host.TSCKHz(),
+	}
+	mode := ModeGuestSerial
+	if err := c.checkRuntime(); err != nil {
+		if !allowHostCompat {
+			return nil, err
+		}
+		o.Backend = &hostcompat.Backend{Agent: agent, RootfsCache: filepath.Join(c.cache.Dir, "hostcompat")}
+		o.BootTimeout = 60 * time.Second
+		mode = ModeHostCompat
+	} else {
+		d, err := c.accelerator(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		o.Backend, o.Accel, o.BootTimeout = c.backend, d.Accel, bootTimeout(d.Accel)
+	}
+	kv := []string{"vm_id", id, "backend", o.Backend.Name()}
+	if o.Accel != "" {
+		kv = append(kv, "accelerator", string(o.Accel))
+	}
+	c.opts.Progress.Phase("start", kv...)
 	c.cache.Touch(m.Name)
-	return vm.Boot(ctx, vm.Options{
-		ID:          id,
-		Manifest:    m,
-		Cache:       c.cache,
-		Agent:       agent,
-		Backend:     c.backend,
-		Accel:       d.Accel,
-		VCPUs:       vcpus,
-		MemMiB:      memMiB,
-		BootTimeout: bootTimeout(d.Accel),
-		TSCKHz:      host.TSCKHz(),
-	})
+	v, err := vm.Boot(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return &machine{VM: v, mode: mode}, nil
 }

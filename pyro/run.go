@@ -159,24 +159,13 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 
 	rep := c.opts.Progress
 	rep.Phase("create", "environment", req.Environment)
-	if err := c.checkRuntime(); err != nil {
-		if !req.AllowHostCompat {
-			return nil, err
-		}
-		return c.runHostCompat(ctx, m, req, res, start)
-	}
-	d, err := c.accelerator(ctx, m)
-	if err != nil {
-		return nil, err
-	}
 	id := vm.NewID()
 	res.VMID = id
-	rep.Phase("start", "vm_id", id, "accelerator", string(d.Accel))
-	v, err := c.bootVM(ctx, m, d, req.VCPUCount, req.MemMiB, id)
+	v, err := c.startMachine(ctx, m, req.AllowHostCompat, req.VCPUCount, req.MemMiB, id)
 	if err != nil {
 		return nil, err
 	}
-	res.ExecutionMode = ModeGuestSerial
+	res.ExecutionMode = v.mode
 	res.Accelerator = string(v.Accel)
 	res.Timings.PrepareMs = v.Timings.Prepare.Milliseconds()
 	res.Timings.VMMStartMs = v.Timings.VMMStart.Milliseconds()

@@ -15,7 +15,10 @@ import (
 )
 
 func main() {
-	if os.Getpid() == 1 && os.Getenv(guest.EnvHostCompat) == "" {
+	if os.Getpid() == 1 {
+		if os.Getenv(guest.EnvHostCompat) != "" {
+			guest.HostCompatMain()
+		}
 		guest.Main()
 		return
 	}

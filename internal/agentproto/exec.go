@@ -23,8 +23,10 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, st
 			return nil, err
 		}
 	} else {
+		copyCtx, stopCopy := context.WithCancel(ctx)
+		defer stopCopy()
 		go func() {
-			if _, err := io.Copy(st, stdin); err == nil {
+			if _, err := io.Copy(stdinWriter{copyCtx, st}, stdin); err == nil {
 				st.CloseSend()
 			}
 		}()
@@ -71,4 +73,14 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, st
 			}
 		}
 	}
+}
+
+// stdinWriter sends stdin until Exec returns.
+type stdinWriter struct {
+	ctx context.Context
+	st  *Stream
+}
+
+func (w stdinWriter) Write(p []byte) (int, error) {
+	return w.st.SendData(w.ctx, ChannelStdin, p)
 }

@@ -55,12 +55,12 @@ func (e *Error) Error() string { return e.Message }
 
 // Error codes.
 const (
-	CodeNotFound    = "not_found"    // the command or path does not exist
-	CodeInvalid     = "invalid"      // the request is malformed
-	CodeUnsupported = "unsupported"  // the agent does not know the operation
-	CodeInternal    = "internal"     // the agent failed
-	CodeCancelled   = "cancelled"    // the other side gave up on the stream
-	CodePermission  = "permission"   // not allowed
+	CodeNotFound    = "not_found"   // the command or path does not exist
+	CodeInvalid     = "invalid"     // the request is malformed
+	CodeUnsupported = "unsupported" // the agent does not know the operation
+	CodeInternal    = "internal"    // the agent failed
+	CodeCancelled   = "cancelled"   // the other side gave up on the stream
+	CodePermission  = "permission"  // not allowed
 )
 
 // ExecRequest starts a process in the guest.
@@ -103,9 +103,9 @@ type ExitStatus struct {
 	TimedOut bool   `json:"timed_out,omitempty"`
 	// StdoutBytes and StderrBytes count everything the process wrote,
 	// forwarded or not.
-	StdoutBytes  int64 `json:"stdout_bytes"`
-	StderrBytes  int64 `json:"stderr_bytes"`
-	DurationMs   int64 `json:"duration_ms"`
+	StdoutBytes int64 `json:"stdout_bytes"`
+	StderrBytes int64 `json:"stderr_bytes"`
+	DurationMs  int64 `json:"duration_ms"`
 }
 
 // Limits on decoded control values.

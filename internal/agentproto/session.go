@@ -54,9 +54,9 @@ type Session struct {
 	cfg     Config
 	handler Handler
 
-	ctrl    chan Frame     // frames the reader must send without blocking
-	writes  chan writeReq  // frames from streams, sent in order
-	stopped chan struct{}  // closed once the session ended
+	ctrl    chan Frame    // frames the reader must send without blocking
+	writes  chan writeReq // frames from streams, sent in order
+	stopped chan struct{} // closed once the session ended
 	errOnce sync.Once
 	err     error
 
@@ -68,7 +68,7 @@ type Session struct {
 }
 
 type writeReq struct {
-	f    Frame
+	b    []byte // the encoded frame
 	done chan error
 }
 
@@ -123,7 +123,15 @@ func Accept(ctx context.Context, conn io.ReadWriteCloser, cfg Config) (*Session,
 	}
 	s := newSession(conn, true, version, cfg, nil)
 	ack, _ := json.Marshal(HelloAck{Version: version, UnixNano: time.Now().UnixNano(), Entropy: entropy})
-	if _, err := conn.Write(AppendFrame(nil, Frame{Type: FrameHelloAck, Payload: ack})); err != nil {
+	// A guest that sent its hello but does not read the answer must not
+	// hold Accept past ctx.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	_, err := conn.Write(AppendFrame(nil, Frame{Type: FrameHelloAck, Payload: ack}))
+	if !stop() {
+		conn.Close()
+		return nil, r.hello, ctx.Err()
+	}
+	if err != nil {
 		conn.Close()
 		return nil, r.hello, fmt.Errorf("answering the agent's hello: %w", err)
 	}
@@ -262,7 +270,7 @@ func (s *Session) writeLoop() {
 				return
 			}
 		case req := <-s.writes:
-			err := write(req.f)
+			_, err := s.conn.Write(req.b)
 			req.done <- err
 			if err != nil {
 				s.fail(err)
@@ -275,29 +283,41 @@ func (s *Session) writeLoop() {
 }
 
 // send writes f in order with other stream frames and waits until it is
-// written.
-func (s *Session) send(f Frame) error {
-	done := make(chan error, 1)
+// written or ctx ends: a peer that stops reading must not hold the caller
+// past its deadline. queued says whether the write loop took f, which it
+// then writes even if send gave up waiting. f is encoded here, so nothing
+// of it is used after send returns.
+func (s *Session) send(ctx context.Context, f Frame) (queued bool, err error) {
+	req := writeReq{b: AppendFrame(nil, f), done: make(chan error, 1)}
 	select {
-	case s.writes <- writeReq{f: f, done: done}:
+	case s.writes <- req:
+	case <-ctx.Done():
+		return false, ctx.Err()
 	case <-s.stopped:
-		return s.err
+		return false, s.err
 	}
 	select {
-	case err := <-done:
-		return err
+	case err := <-req.done:
+		return true, err
+	case <-ctx.Done():
+		return true, ctx.Err()
 	case <-s.stopped:
-		return s.err
+		return true, s.err
 	}
 }
 
-// sendCtrl queues a frame from the read loop, which must never block.
+// sendCtrl queues a frame that must not wait: the read loop's answers,
+// window credit and the frames that end a stream. They go out before
+// stream frames not yet taken by the write loop. A peer that leaves the
+// queue full is not reading at all, and the session ends.
 func (s *Session) sendCtrl(f Frame) error {
 	select {
 	case s.ctrl <- f:
 		return nil
 	default:
-		return protocolErrorf("the peer sends control frames faster than it reads")
+		err := protocolErrorf("the peer sends control frames faster than it reads")
+		s.fail(err)
+		return err
 	}
 }
 
@@ -326,7 +346,7 @@ func (s *Session) dispatch(f Frame) error {
 	}
 	s.mu.Lock()
 	st := s.streams[f.Stream]
-	known := f.Stream != 0 && f.Stream <= s.lastID
+	known := f.Stream%2 == 1 && f.Stream <= s.lastID // the host opens odd ids only
 	s.mu.Unlock()
 	if st == nil {
 		if known {
@@ -416,7 +436,11 @@ func (s *Session) Open(ctx context.Context, op Op, body any) (*Stream, error) {
 	}
 	st := s.newStreamLocked(id)
 	s.mu.Unlock()
-	if err := s.send(Frame{Type: FrameOpen, Stream: id, Payload: payload}); err != nil {
+	if queued, err := s.send(ctx, Frame{Type: FrameOpen, Stream: id, Payload: payload}); err != nil {
+		if queued {
+			// The guest will see the open: make it drop the stream.
+			st.Close()
+		}
 		s.removeStream(id)
 		return nil, err
 	}
@@ -437,7 +461,7 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 		s.mu.Unlock()
 	}()
 	start := time.Now()
-	if err := s.send(Frame{Type: FramePing, Payload: binary.BigEndian.AppendUint64(nil, token)}); err != nil {
+	if _, err := s.send(ctx, Frame{Type: FramePing, Payload: binary.BigEndian.AppendUint64(nil, token)}); err != nil {
 		return 0, err
 	}
 	select {

@@ -80,6 +80,11 @@ func (st *Stream) receive(f Frame) error {
 			return protocolErrorf("%s frame on stream %d after close", f.Type, st.id)
 		}
 		if f.Type == FrameData {
+			if len(f.Payload) == 0 {
+				// It costs no window, so queuing it would let the peer
+				// grow the queue without bound.
+				return nil
+			}
 			if len(f.Payload) > st.recvAvail {
 				return protocolErrorf("stream %d: %d data bytes beyond the window of %d", st.id, len(f.Payload), st.recvAvail)
 			}
@@ -224,10 +229,13 @@ func (st *Stream) SendData(ctx context.Context, ch uint8, p []byte) (int, error)
 		}
 		st.sendAvail -= n
 		st.mu.Unlock()
-		if err := st.s.send(Frame{Type: FrameData, Stream: st.id, Flags: ch, Payload: p[sent : sent+n]}); err != nil {
+		queued, err := st.s.send(ctx, Frame{Type: FrameData, Stream: st.id, Flags: ch, Payload: p[sent : sent+n]})
+		if queued {
+			sent += n
+		}
+		if err != nil {
 			return sent, err
 		}
-		sent += n
 	}
 	return sent, nil
 }
@@ -261,7 +269,8 @@ func (st *Stream) SendEvent(v any) error {
 	if err != nil {
 		return err
 	}
-	return st.s.send(Frame{Type: FrameEvent, Stream: st.id, Payload: payload})
+	_, err = st.s.send(context.Background(), Frame{Type: FrameEvent, Stream: st.id, Payload: payload})
+	return err
 }
 
 // CloseSend tells the peer this side sends nothing more.
@@ -275,7 +284,10 @@ func (st *Stream) CloseSend() error {
 	}
 	st.localClosed = true
 	st.mu.Unlock()
-	err := st.s.send(Frame{Type: FrameClose, Stream: st.id})
+	// Every frame this side sent on the stream is already with the write
+	// loop (sendMu is held), so the close cannot overtake one, and it does
+	// not wait on a peer that stopped reading.
+	err := st.s.sendCtrl(Frame{Type: FrameClose, Stream: st.id})
 	st.mu.Lock()
 	st.maybeEndLocked()
 	st.mu.Unlock()
@@ -296,8 +308,12 @@ func (st *Stream) Abort(e *Error) error {
 	st.mu.Unlock()
 	st.s.removeStream(st.id)
 	st.wake()
-	payload, _ := json.Marshal(e)
-	return st.s.send(Frame{Type: FrameReset, Stream: st.id, Payload: payload})
+	// The peer drops a reset over the control bound with the session, and
+	// keeps no more than this of the message anyway.
+	payload, _ := json.Marshal(&Error{Code: truncate(e.Code, 64), Message: truncate(e.Message, 4096)})
+	// A reset may overtake the stream's queued data, which the peer then
+	// drops, and it does not wait on a peer that stopped reading.
+	return st.s.sendCtrl(Frame{Type: FrameReset, Stream: st.id, Payload: payload})
 }
 
 // Close releases the stream: if it has not ended cleanly it is aborted.

@@ -20,6 +20,7 @@ import (
 	"github.com/pyro-sandbox/pyro/internal/fsutil"
 	"github.com/pyro-sandbox/pyro/internal/initramfs"
 	"github.com/pyro-sandbox/pyro/internal/kernel"
+	"github.com/pyro-sandbox/pyro/internal/proc"
 	"github.com/pyro-sandbox/pyro/internal/progress"
 	"github.com/pyro-sandbox/pyro/internal/vmm"
 )
@@ -42,7 +43,7 @@ type Builder struct {
 }
 
 // BuildTools are the host programs a local build runs.
-var BuildTools = []string{"debootstrap", "dpkg-deb", "mkfs.ext4", "chroot"}
+var BuildTools = []string{"debootstrap", "dpkg-deb", "mkfs.ext4", "chroot", "unshare"}
 
 // CheckBuildHost says what the host lacks to build environments.
 func CheckBuildHost() error {
@@ -57,7 +58,7 @@ func CheckBuildHost() error {
 		}
 	}
 	if len(missing) > 0 {
-		return errs.New(errs.Unavailable, "on Debian: apt-get install debootstrap dpkg e2fsprogs coreutils",
+		return errs.New(errs.Unavailable, "on Debian: apt-get install debootstrap dpkg e2fsprogs coreutils util-linux",
 			"building an environment locally needs %s, not found in PATH", strings.Join(missing, ", "))
 	}
 	return nil
@@ -167,10 +168,16 @@ func (bd *build) run(ctx context.Context) (*Manifest, error) {
 
 // runLogged runs a command, feeding its output lines to onLine and keeping
 // the tail for the error message.
+//
+// Each command runs as PID 1 of its own PID and mount namespaces (through
+// util-linux's unshare): when it ends or is killed, every process it
+// started dies with it and every mount it made (debootstrap mounts /proc
+// and /sys in the target) disappears, so a cancelled build leaves nothing
+// running and nothing mounted.
 func (bd *build) runLogged(ctx context.Context, what string, onLine func(string), name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
+	wrapped := append([]string{"--pid", "--mount", "--fork", "--kill-child", "--propagation", "private", name}, args...)
+	cmd := exec.Command("unshare", wrapped...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C"}
-	cmd.WaitDelay = 10 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
@@ -189,7 +196,7 @@ func (bd *build) runLogged(ctx context.Context, what string, onLine func(string)
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	err := cmd.Run()
+	err := proc.Run(ctx, cmd)
 	pw.Close()
 	<-done
 	if err != nil {

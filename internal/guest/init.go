@@ -257,7 +257,3 @@ func powerOff() {
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	os.Exit(1)
 }
-
-// EnvHostCompat is set in the environment of the agent pyro starts on the
-// host in host-compat mode (PID 1 of a new PID namespace, not of a VM).
-const EnvHostCompat = "PYRO_HOSTCOMPAT_AGENT"

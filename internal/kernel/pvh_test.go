@@ -38,3 +38,11 @@ func TestHasPVHNote(t *testing.T) {
 		})
 	}
 }
+
+func FuzzHasPVHNote(f *testing.F) {
+	f.Add(vmlinuxELF(f))
+	f.Add(testELF{typ: elf.ET_EXEC, machine: elf.EM_X86_64, sections: []testSection{{".note.Xen", elf.SHT_NOTE, pvhNote()}}}.bytes(f))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		HasPVHNote(b)
+	})
+}

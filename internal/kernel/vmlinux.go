@@ -48,7 +48,9 @@ var payloadFormats = []struct {
 // ExtractVmlinux returns the ELF vmlinux compressed inside an x86 bzImage of
 // size bytes. QEMU boots that ELF directly through its PVH note, skipping
 // the bzImage's real-mode setup and decompressor. LZ4 and gzip payloads are
-// supported, as is an uncompressed one.
+// supported, as is an uncompressed one. On kernels built with KASLR the
+// payload ends with a relocation table after the ELF image; it is returned
+// as is, since ELF loaders (QEMU's included) ignore bytes no header covers.
 func ExtractVmlinux(bzImage io.ReaderAt, size int64) ([]byte, error) {
 	return extractVmlinux(bzImage, size, maxVmlinuxSize)
 }

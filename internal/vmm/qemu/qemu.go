@@ -4,19 +4,16 @@ package qemu
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pyro-sandbox/pyro/internal/proc"
 	"github.com/pyro-sandbox/pyro/internal/vmm"
 )
 
@@ -56,7 +53,6 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 	}
 	m := &machine{
 		agent: agentHost,
-		done:  make(chan struct{}),
 		diag:  &vmm.Ring{Size: 16 << 10},
 	}
 	cmd := exec.Command(bin, args...)
@@ -64,16 +60,10 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 	cmd.Stdin = nil
 	cmd.Stdout = m.diag
 	cmd.Stderr = m.diag
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// QEMU dies with pyro, even when pyro is killed with SIGKILL.
-		Pdeathsig: syscall.SIGKILL,
-		// Its own process group: a Ctrl-C at the terminal reaches pyro,
-		// which then stops the machine in order.
-		Setpgid: true,
-	}
-	started := make(chan error, 1)
-	go m.run(cmd, started)
-	err = <-started
+	// QEMU dies with pyro, even when pyro is killed with SIGKILL, and sits
+	// in its own process group: a Ctrl-C at the terminal reaches pyro,
+	// which then stops the machine in order.
+	m.proc, err = proc.Start(cmd)
 	agentVM.Close()
 	consoleVM.Close()
 	if err != nil {
@@ -90,7 +80,8 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 		consoleHost.Close()
 	}()
 	go func() {
-		<-m.done
+		m.proc.Wait()
+		m.agent.Close()
 		consoleHost.Close()
 	}()
 	return m, nil
@@ -106,81 +97,32 @@ func socketPair() (host, vm *os.File, err error) {
 
 type machine struct {
 	agent *os.File
-	cmd   *exec.Cmd
+	proc  *proc.Process
 	diag  *vmm.Ring
-
-	done    chan struct{}
-	waitErr error
-	once    sync.Once
-}
-
-// run starts and waits for QEMU on one locked OS thread: the parent-death
-// signal is tied to the thread that forked, so that thread must outlive
-// the child.
-func (m *machine) run(cmd *exec.Cmd, started chan<- error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := cmd.Start(); err != nil {
-		started <- err
-		return
-	}
-	m.cmd = cmd
-	started <- nil
-	m.waitErr = cmd.Wait()
-	m.agent.Close()
-	close(m.done)
 }
 
 func (m *machine) Agent() io.ReadWriteCloser { return m.agent }
-func (m *machine) Done() <-chan struct{}     { return m.done }
-func (m *machine) PID() int                  { return m.cmd.Process.Pid }
-
-func (m *machine) Wait() error {
-	<-m.done
-	return m.waitErr
-}
+func (m *machine) Done() <-chan struct{}     { return m.proc.Done() }
+func (m *machine) PID() int                  { return m.proc.PID() }
+func (m *machine) Wait() error               { return m.proc.Wait() }
 
 func (m *machine) Kill() error {
-	select {
-	case <-m.done:
-		return nil
-	default:
-	}
-	m.cmd.Process.Signal(syscall.SIGKILL)
-	<-m.done
+	m.proc.Kill()
 	return nil
 }
 
+// Stop asks QEMU to quit (SIGTERM) and kills it if ctx ends first.
 func (m *machine) Stop(ctx context.Context) error {
+	m.proc.Signal(syscall.SIGTERM)
 	select {
-	case <-m.done:
-		return nil
-	default:
-	}
-	m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.done:
-		return nil
+	case <-m.proc.Done():
 	case <-ctx.Done():
-		return m.Kill()
+		m.proc.Kill()
 	}
+	return nil
 }
 
 // Diagnostics returns QEMU's own output, trimmed.
 func (m *machine) Diagnostics() string {
 	return strings.TrimSpace(m.diag.String())
 }
-
-// ExitDescription says how QEMU ended, for errors.
-func ExitDescription(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.String()
-	}
-	if err == nil {
-		return "exited"
-	}
-	return err.Error()
-}
-
-var _ = time.Second

@@ -1,0 +1,100 @@
+package guest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Environment of the host-compat agent (see package vmm/hostcompat).
+const (
+	EnvHostCompat     = "PYRO_HOSTCOMPAT_AGENT" // set: this process is a host-compat agent
+	EnvHostCompatRoot = "PYRO_HOSTCOMPAT_ROOT"  // the extracted root filesystem
+	EnvHostCompatWork = "PYRO_HOSTCOMPAT_WORK"  // an empty directory to stage mounts in
+)
+
+// HostCompatMain is the agent on the host, as PID 1 of fresh namespaces:
+// it builds a root from the environment's filesystem under a tmpfs overlay,
+// pivots into it and serves the host on file descriptor 3.
+func HostCompatMain() {
+	if err := hostCompat(); err != nil {
+		fmt.Fprintf(os.Stderr, "pyro host-compat agent: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func hostCompat() error {
+	lower, work := os.Getenv(EnvHostCompatRoot), os.Getenv(EnvHostCompatWork)
+	if lower == "" || work == "" {
+		return fmt.Errorf("%s and %s must be set", EnvHostCompatRoot, EnvHostCompatWork)
+	}
+	// Nothing mounted here may reach the host's mount table.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	if err := unix.Mount("tmpfs", work, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("mounting the writable layer: %w", err)
+	}
+	root := filepath.Join(work, "root")
+	for _, d := range []string{root, work + "/upper", work + "/work"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, work, work)
+	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mounting the root overlay: %w", err)
+	}
+	err := mountAll([]mountSpec{
+		{"proc", root + "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", root + "/sys", "sysfs", unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"tmpfs", root + "/dev", "tmpfs", unix.MS_NOSUID, "mode=0755"},
+	})
+	if err != nil {
+		return err
+	}
+	// Only the harmless devices, bound from the host.
+	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		target := root + "/dev/" + d
+		if err := os.WriteFile(target, nil, 0o666); err != nil {
+			return err
+		}
+		if err := unix.Mount("/dev/"+d, target, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding /dev/%s: %w", d, err)
+		}
+	}
+	if err := mountAll([]mountSpec{
+		{"devpts", root + "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"},
+	}); err != nil {
+		return err
+	}
+	os.Symlink("pts/ptmx", root+"/dev/ptmx")
+	// pivot_root rather than chroot: the old root is detached entirely.
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detaching the host's root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	if err := mountAll([]mountSpec{
+		{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+	}); err != nil {
+		return err
+	}
+	unix.Sethostname([]byte("pyro"))
+	setLinkUp("lo")
+	conn := os.NewFile(3, "agent")
+	a := &agent{reaper: newReaper(), env: baseEnv}
+	return a.serve(conn)
+}

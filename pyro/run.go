@@ -59,8 +59,17 @@ type RunTimings struct {
 	VMMStartMs int64 `json:"vmm_start_ms"`
 	BootMs     int64 `json:"boot_ms"`
 	ExecMs     int64 `json:"exec_ms"`
+	// CommandMs is how long the command's process ran, as the guest saw it
+	// (part of ExecMs).
+	CommandMs  int64 `json:"command_ms"`
 	TeardownMs int64 `json:"teardown_ms"`
+	// Guest is the guest's uptime at each step of its init, when it ran
+	// in a VM.
+	Guest []GuestBootStep `json:"guest_boot,omitempty"`
 }
+
+// GuestBootStep is a step of the guest's init and its uptime when done.
+type GuestBootStep = agentproto.BootStep
 
 // RunResult is the outcome of a one-shot command.
 type RunResult struct {
@@ -170,6 +179,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	res.Timings.PrepareMs = v.Timings.Prepare.Milliseconds()
 	res.Timings.VMMStartMs = v.Timings.VMMStart.Milliseconds()
 	res.Timings.BootMs = v.Timings.Boot.Milliseconds()
+	res.Timings.Guest = append(v.Hello.Boot, GuestBootStep{Step: "ready", UptimeMs: v.Hello.UptimeMillis})
 
 	rep.Phase("execute", "vm_id", id)
 	execStart := time.Now()
@@ -224,6 +234,7 @@ func (c *Client) execOneShot(ctx context.Context, sess *agentproto.Session, req 
 		return errs.Wrap(errs.Internal, err, "run 'pyro doctor'", "running the command in the guest")
 	}
 	res.ExitCode = exit.Code
+	res.Timings.CommandMs = exit.DurationMs
 	res.TimedOut = exit.TimedOut
 	if exit.TimedOut {
 		res.ExitCode = ExitCodeTimeout

@@ -16,6 +16,15 @@ type Hello struct {
 	Kernel string `json:"kernel,omitempty"`
 	// UptimeMillis is the guest's uptime when it became ready.
 	UptimeMillis int64 `json:"uptime_ms"`
+	// Boot is the guest's uptime in milliseconds at each step of its init
+	// ("init", "modules", "root", ...), for measuring where boots go.
+	Boot []BootStep `json:"boot,omitempty"`
+}
+
+// BootStep is one step of the guest's init and the uptime when it ended.
+type BootStep struct {
+	Step     string `json:"step"`
+	UptimeMs int64  `json:"uptime_ms"`
 }
 
 // HelloAck is the host's answer to Hello.

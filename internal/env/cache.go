@@ -226,6 +226,13 @@ func (c *Cache) Prune(ctx context.Context, keep func(*Manifest) bool) (PruneResu
 	if err != nil {
 		return res, err
 	}
+	if len(installed) > 0 {
+		// Without the directory no lock could be taken, and every
+		// environment would look as if it were being pulled.
+		if err := os.MkdirAll(filepath.Join(c.Dir, "locks"), 0o755); err != nil {
+			return res, err
+		}
+	}
 	used := map[string]bool{}
 	for _, m := range installed {
 		lock, ok, err := fsutil.TryLock(filepath.Join(c.Dir, "locks", escapeName(m.Name)+".lock"))

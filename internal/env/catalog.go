@@ -32,27 +32,33 @@ type Spec struct {
 // KernelPackage is the Debian package the guest kernel comes from.
 const KernelPackage = "linux-image-cloud-amd64"
 
-// GuestModules are the kernel modules the initramfs loads: virtio over
-// MMIO, the block and serial devices, entropy, and the root overlay.
-var GuestModules = []string{"virtio_mmio", "virtio_blk", "virtio_console", "virtio_rng", "overlay"}
+// GuestModules are the kernel modules an environment's initramfs carries:
+// what every guest loads (guest.BaseModules) and what some need later
+// (networking, vsock, entropy). The guest loads only what the host asks
+// for, so carrying more costs a little initramfs space, not boot time, and
+// a new pyro feature does not need every environment rebuilt.
+var GuestModules = []string{
+	"virtio_mmio", "virtio_blk", "virtio_console", "overlay",
+	"virtio_net", "vmw_vsock_virtio_transport", "virtio_rng",
+}
 
 var catalog = []Spec{
 	{
 		Name:        "debian:12",
 		Description: "Debian 12 environment with Git preinstalled for common agent workflows.",
-		Version:     "1",
+		Version:     "2",
 		Packages:    []string{"ca-certificates", "git", "less", "procps"},
 	},
 	{
 		Name:        "debian:12-base",
 		Description: "Minimal Debian 12 environment for shell and core Unix tooling.",
-		Version:     "1",
+		Version:     "2",
 		Packages:    []string{"ca-certificates", "procps"},
 	},
 	{
 		Name:        "debian:12-build",
 		Description: "Debian 12 environment with Git and common build tools preinstalled.",
-		Version:     "1",
+		Version:     "2",
 		Packages:    []string{"ca-certificates", "git", "less", "procps", "build-essential", "make", "gcc", "g++", "pkg-config", "python3", "curl", "xz-utils", "patch"},
 	},
 }
@@ -94,7 +100,7 @@ func ValidateName(name string) error {
 	if name == "" {
 		return errs.New(errs.Invalid, "name an environment, for example debian:12", "empty environment name")
 	}
-	if len(name) > 255 || strings.ContainsAny(name, " \t\n\x00") {
+	if len(name) > 255 || strings.ContainsAny(name, " \t\n\x00") || name == "." || name == ".." {
 		return errs.New(errs.Invalid, "see 'pyro env list'", "malformed environment name %q", truncate(name, 80))
 	}
 	return nil

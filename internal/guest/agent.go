@@ -32,6 +32,7 @@ func (a *agent) serve(conn io.ReadWriteCloser) error {
 		Agent:        buildinfo.Version(),
 		Kernel:       kernelRelease(),
 		UptimeMillis: uptimeMillis(),
+		Boot:         bootSteps,
 	}
 	sess, ack, err := agentproto.Serve(conn, hello, agentproto.Config{}, a.handle)
 	if err != nil {

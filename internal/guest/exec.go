@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,7 +88,9 @@ func lookPath(argv0, path, cwd string) (string, error) {
 	}
 	for _, dir := range filepath.SplitList(path) {
 		if dir == "" {
-			dir = "."
+			// The command's working directory, not the agent's: the
+			// file checked must be the file executed.
+			dir = cwd
 		}
 		p := filepath.Join(dir, argv0)
 		if checkExecutable(p) == nil {
@@ -254,14 +255,22 @@ func pump(st *agentproto.Stream, ch uint8, r *os.File, limit int64) int64 {
 	buf := make([]byte, 32<<10)
 	var total int64
 	forward := true
-	for {
-		n, err := r.Read(buf)
+	budget := int64(-1) // once the drain grace is over: what is left to read
+	for budget != 0 {
+		p := buf
+		if budget > 0 && budget < int64(len(p)) {
+			p = p[:budget]
+		}
+		n, err := r.Read(p)
 		if n > 0 {
-			chunk := buf[:n]
+			chunk := p[:n]
 			if limit > 0 && total+int64(n) > limit {
 				chunk = chunk[:max(0, limit-total)]
 			}
 			total += int64(n)
+			if budget > 0 {
+				budget -= int64(n)
+			}
 			if forward && len(chunk) > 0 {
 				if _, err := st.SendData(context.Background(), ch, chunk); err != nil {
 					forward = false
@@ -269,12 +278,35 @@ func pump(st *agentproto.Stream, ch uint8, r *os.File, limit int64) int64 {
 			}
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
-				return total
+			if budget < 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				// The grace is over, but what is in the pipe now was
+				// written before: the command's last output may have
+				// waited there while a slow host held up SendData. Read
+				// that much, and wait for nothing more.
+				budget = buffered(r)
+				r.SetReadDeadline(time.Time{})
+				continue
 			}
 			return total
 		}
 	}
+	return total
+}
+
+// buffered is how many bytes the pipe r holds unread.
+func buffered(r *os.File) int64 {
+	var n int
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	rc.Control(func(fd uintptr) {
+		n, err = unix.IoctlGetInt(int(fd), unix.TIOCINQ) // FIONREAD
+	})
+	if err != nil || n < 0 {
+		return 0
+	}
+	return int64(n)
 }
 
 func internalErr(err error) *agentproto.Error {

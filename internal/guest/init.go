@@ -4,7 +4,6 @@
 package guest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pyro-sandbox/pyro/internal/agentproto"
 )
 
 // Kernel command-line parameters the host passes to the guest.
@@ -21,7 +22,12 @@ const (
 	ParamUpper    = "pyro.upper"    // "tmpfs", or the block device holding the writable layer
 	ParamProbe    = "pyro.probe"    // power off at once: the accelerator probe
 	ParamHostname = "pyro.hostname" // the guest's hostname
+	ParamModules  = "pyro.modules"  // comma-separated kernel modules to load (with their dependencies)
 )
+
+// BaseModules are the kernel modules every guest loads: virtio over MMIO,
+// the block and serial devices, and overlayfs for the writable root.
+var BaseModules = []string{"virtio_mmio", "virtio_blk", "virtio_console", "overlay"}
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -37,7 +43,16 @@ func Main() {
 	powerOff()
 }
 
+// bootSteps records when each step of init ended; the agent reports them
+// in its hello.
+var bootSteps []agentproto.BootStep
+
+func step(name string) {
+	bootSteps = append(bootSteps, agentproto.BootStep{Step: name, UptimeMs: uptimeMillis()})
+}
+
 func boot() error {
+	step("init")
 	if err := mountEarly(); err != nil {
 		return err
 	}
@@ -45,14 +60,21 @@ func boot() error {
 	if _, ok := params[ParamProbe]; ok {
 		return nil
 	}
-	if err := loadModules("/lib/modules"); err != nil {
+	want := BaseModules
+	if m, ok := params[ParamModules]; ok {
+		want = strings.Split(m, ",")
+	}
+	if err := loadModules("/lib/modules", want); err != nil {
 		return err
 	}
+	step("modules")
 	if root := params[ParamRoot]; root != "" {
 		if err := switchRoot(root, params[ParamUpper]); err != nil {
 			return err
 		}
 	}
+	step("root")
+	go prefetch(prefetchFiles)
 	if err := mountLate(); err != nil {
 		return err
 	}
@@ -130,21 +152,45 @@ func mountLate() error {
 	})
 }
 
-// loadModules loads the kernel modules the initramfs carries, in the order
-// its load-order file gives (dependencies first).
-func loadModules(dir string) error {
-	f, err := os.Open(filepath.Join(dir, "load-order"))
+// loadModules loads the modules named in want and their dependencies,
+// in the order of the initramfs's load-order file (dependencies first;
+// each line is a name followed by the names it depends on).
+func loadModules(dir string, want []string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "load-order"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name := strings.TrimSpace(sc.Text())
-		if name == "" {
+	order, deps := parseLoadOrder(string(data))
+	needed := map[string]bool{}
+	var need func(string) error
+	need = func(name string) error {
+		if needed[name] {
+			return nil
+		}
+		d, ok := deps[name]
+		if !ok {
+			return fmt.Errorf("kernel module %s is not in the initramfs", name)
+		}
+		needed[name] = true
+		for _, dep := range d {
+			if err := need(dep); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, name := range want {
+		if name = strings.TrimSpace(name); name != "" {
+			if err := need(name); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range order {
+		if !needed[name] {
 			continue
 		}
 		mod, err := os.Open(filepath.Join(dir, name+".ko"))
@@ -157,7 +203,22 @@ func loadModules(dir string) error {
 			return fmt.Errorf("loading kernel module %s: %w", name, err)
 		}
 	}
-	return sc.Err()
+	return nil
+}
+
+// parseLoadOrder reads the load-order file: module names in load order,
+// and each one's dependencies.
+func parseLoadOrder(s string) (order []string, deps map[string][]string) {
+	deps = map[string][]string{}
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		order = append(order, f[0])
+		deps[f[0]] = f[1:]
+	}
+	return order, deps
 }
 
 // waitForDevice waits for a block device node to appear. Drivers create it
@@ -256,4 +317,27 @@ func powerOff() {
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	os.Exit(1)
+}
+
+// prefetchFiles are read into the page cache while the agent says hello:
+// every dynamically linked command needs the loader and libc, and reading
+// them in a few large requests now beats faulting them in page by page
+// when the first command starts.
+var prefetchFiles = []string{
+	"/lib64/ld-linux-x86-64.so.2",
+	"/lib/x86_64-linux-gnu/libc.so.6",
+	"/bin/sh",
+}
+
+func prefetch(paths []string) {
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if fi, err := f.Stat(); err == nil {
+			unix.Fadvise(int(f.Fd()), 0, fi.Size(), unix.FADV_WILLNEED)
+		}
+		f.Close()
+	}
 }

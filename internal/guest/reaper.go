@@ -19,7 +19,9 @@ type reaper struct {
 	waiters map[int]chan unix.WaitStatus
 }
 
-func newReaper() *reaper {
+// newReaper returns the process's reaper. There is only one: it waits for
+// any child, so a second would take exit statuses the first one owes.
+var newReaper = sync.OnceValue(func() *reaper {
 	r := &reaper{waiters: make(map[int]chan unix.WaitStatus)}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGCHLD)
@@ -29,7 +31,7 @@ func newReaper() *reaper {
 		}
 	}()
 	return r
-}
+})
 
 // start runs startFn (which starts one process and returns its pid) and
 // registers the pid before any exit can be collected.

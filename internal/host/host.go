@@ -5,6 +5,7 @@ package host
 
 import (
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"regexp"
@@ -121,15 +122,16 @@ func tscKHzFromCPUInfo(cpuinfo string) int64 {
 	// With a known TSC frequency (virtual machines, most modern CPUs),
 	// "cpu MHz" is it; otherwise the nominal frequency in the model name
 	// is the TSC's on Intel parts, and "cpu MHz" is the fallback.
+	// Rounded, not truncated: 2096.046 MHz is 2096045.9999... in floating point.
 	if strings.Contains(flags, " tsc_known_freq ") && mhz > 0 {
-		return int64(mhz * 1000)
+		return int64(math.Round(mhz * 1000))
 	}
 	if m := modelGHz.FindStringSubmatch(model); m != nil {
 		if ghz, err := strconv.ParseFloat(m[1], 64); err == nil && ghz > 0 {
-			return int64(ghz * 1e6)
+			return int64(math.Round(ghz * 1e6))
 		}
 	}
-	return int64(mhz * 1000)
+	return int64(math.Round(mhz * 1000))
 }
 
 // BootID identifies this boot of the host; facts cached under it are

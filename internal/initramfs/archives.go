@@ -1,6 +1,7 @@
 package initramfs
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -10,17 +11,19 @@ import (
 )
 
 // ModulesDir is where the modules archive puts the .ko files, and
-// LoadOrderPath the file listing their names, one a line, in the order the
-// guest init loads them with finit_module.
+// LoadOrderPath the file that lists them, one a line, dependencies first:
+// each line is a module name followed by the names of the modules it
+// depends on, separated by spaces. The guest init loads the modules it is
+// asked for, with their dependencies, in this order.
 const (
 	ModulesDir    = "lib/modules"
 	LoadOrderPath = ModulesDir + "/load-order"
 )
 
-// WriteModules writes an archive holding each module as
-// lib/modules/<name>.ko, and lib/modules/load-order listing their names in
-// the order given, which must have dependencies first (as
-// kernel.ResolveModules returns them).
+// WriteModules writes an archive holding each module, without its
+// signature (see kernel.StripSignature), as lib/modules/<name>.ko, and the
+// load-order file in the order given, which must have dependencies first
+// (as kernel.ResolveModules returns them).
 func WriteModules(w io.Writer, mods []kernel.Module) error {
 	cw := NewWriter(w)
 	if err := cw.AddDir("lib", 0o755); err != nil {
@@ -34,10 +37,19 @@ func WriteModules(w io.Writer, mods []kernel.Module) error {
 		if m.Name == "" || strings.ContainsAny(m.Name, "/\n") {
 			return fmt.Errorf("invalid module name %q", m.Name)
 		}
-		if err := addHostFile(cw, ModulesDir+"/"+m.Name+".ko", 0o644, m.Path); err != nil {
+		ko, err := readModule(m.Path)
+		if err != nil {
 			return fmt.Errorf("adding module %s: %w", m.Name, err)
 		}
-		order.WriteString(m.Name + "\n")
+		ko = kernel.StripSignature(ko)
+		if err := cw.AddFile(ModulesDir+"/"+m.Name+".ko", 0o644, bytes.NewReader(ko), int64(len(ko))); err != nil {
+			return fmt.Errorf("adding module %s: %w", m.Name, err)
+		}
+		order.WriteString(m.Name)
+		for _, d := range m.Depends {
+			order.WriteString(" " + d)
+		}
+		order.WriteString("\n")
 	}
 	if err := cw.AddFile(LoadOrderPath, 0o644, strings.NewReader(order.String()), int64(order.Len())); err != nil {
 		return err
@@ -83,4 +95,26 @@ func addHostFile(cw *Writer, name string, mode os.FileMode, hostPath string) err
 		return fmt.Errorf("%s is not a regular file", hostPath)
 	}
 	return cw.AddFile(name, mode, f, fi.Size())
+}
+
+// maxModuleSize bounds a module file read into memory.
+const maxModuleSize = 64 << 20
+
+func readModule(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > maxModuleSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxModuleSize)
+	}
+	return io.ReadAll(io.LimitReader(f, maxModuleSize))
 }

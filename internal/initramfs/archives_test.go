@@ -48,7 +48,7 @@ func TestWriteModules(t *testing.T) {
 		t.Fatalf("entries = %v, want %v", got, want)
 	}
 	files := contents(entries)
-	if got, want := files[LoadOrderPath], "virtio_ring\nvirtio\nvirtio_rng\n"; got != want {
+	if got, want := files[LoadOrderPath], "virtio_ring\nvirtio virtio_ring\nvirtio_rng virtio virtio_ring\n"; got != want {
 		t.Errorf("load-order = %q, want %q", got, want)
 	}
 	if got := files["lib/modules/virtio_rng.ko"]; got != "rng" {

@@ -6,8 +6,11 @@ package progress
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Reporter receives the phases and progress of long work.
@@ -43,16 +46,22 @@ func (l *Lines) Phase(phase string, kv ...string) {
 // Update implements Reporter.
 func (l *Lines) Update(int64, int64, string) {}
 
-// FormatLine renders "[prefix] k=v k=v"; values with spaces are quoted.
+// FormatLine renders "[prefix] k=v k=v"; values with spaces, quotes or
+// control characters are quoted, so that a value (an error message, a
+// guest's text) never breaks the line or forges another.
 func FormatLine(prefix string, kv ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s]", prefix)
 	for i := 0; i+1 < len(kv); i += 2 {
 		v := kv[i+1]
-		if v == "" || strings.ContainsAny(v, " \t\"") {
-			v = fmt.Sprintf("%q", v)
+		if v == "" || strings.ContainsFunc(v, needsQuote) {
+			v = strconv.Quote(v)
 		}
 		fmt.Fprintf(&b, " %s=%s", kv[i], v)
 	}
 	return b.String()
+}
+
+func needsQuote(r rune) bool {
+	return r == '"' || r == utf8.RuneError || unicode.IsSpace(r) || !strconv.IsPrint(r)
 }

@@ -74,7 +74,6 @@ func Args(spec vmm.Spec) ([]string, error) {
 		"-device", "virtio-serial-device,max_ports=2",
 		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", fdAgent),
 		"-device", "virtserialport,chardev=agent,name=org.pyro.agent",
-		"-device", "virtio-rng-device",
 	)
 	for i, d := range spec.Disks {
 		drive := fmt.Sprintf("id=disk%d,file=%s,format=raw,if=none,discard=unmap", i, d.Path)

@@ -1,0 +1,164 @@
+package env
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyro-sandbox/pyro/internal/errs"
+	"github.com/pyro-sandbox/pyro/internal/initramfs"
+)
+
+// buildStatic compiles a trivial program with CGO_ENABLED=0 into dir: a
+// small stand-in for the pyro binary.
+func buildStatic(t *testing.T, dir string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	src := filepath.Join(dir, "main.go")
+	if err := os.WriteFile(src, []byte("package main\n\nfunc main() {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "agent")
+	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", out, src)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building a static test binary: %v\n%s", err, b)
+	}
+	return out
+}
+
+func TestCheckStatic(t *testing.T) {
+	static := buildStatic(t, t.TempDir())
+	if err := CheckStatic(static); err != nil {
+		t.Errorf("CheckStatic of a CGO_ENABLED=0 build: %v", err)
+	}
+
+	// A dynamically linked program of the host.
+	dynamic := "/bin/true"
+	err := CheckStatic(dynamic)
+	if err == nil {
+		t.Fatalf("CheckStatic(%s) = nil, want a refusal", dynamic)
+	}
+	if errs.KindOf(err) != errs.Unavailable || !strings.Contains(err.Error(), "dynamically linked") {
+		t.Errorf("CheckStatic(%s) = %v (kind %s)", dynamic, err, errs.KindOf(err))
+	}
+	if !strings.Contains(errs.HintOf(err), "CGO_ENABLED=0") {
+		t.Errorf("hint %q does not say how to build a static binary", errs.HintOf(err))
+	}
+
+	notELF := filepath.Join(t.TempDir(), "script")
+	os.WriteFile(notELF, []byte("#!/bin/sh\necho hi\n"), 0o755)
+	for _, p := range []string{notELF, filepath.Join(t.TempDir(), "missing")} {
+		if err := CheckStatic(p); errs.KindOf(err) != errs.Unavailable {
+			t.Errorf("CheckStatic(%s) = %v (kind %s), want unavailable", p, err, errs.KindOf(err))
+		}
+	}
+}
+
+func TestBootFiles(t *testing.T) {
+	c := newCache(t)
+	m := install(t, c, "debian:12", "a")
+	agent := buildStatic(t, t.TempDir())
+
+	kernel, initrd, err := c.BootFiles(m, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kernel != c.BlobPath(m.Kernel.Digest) {
+		t.Errorf("kernel %s, want the kernel blob %s", kernel, c.BlobPath(m.Kernel.Digest))
+	}
+	if filepath.Dir(initrd) != filepath.Join(c.Dir, "boot") || !strings.HasSuffix(initrd, ".cpio") {
+		t.Errorf("initramfs at %s, want boot/<key>.cpio", initrd)
+	}
+
+	// The agent archive followed by the modules archive.
+	var want bytes.Buffer
+	if err := initramfs.WriteAgent(&want, agent); err != nil {
+		t.Fatal(err)
+	}
+	modules, err := os.ReadFile(c.BlobPath(m.Modules.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Write(modules)
+	got, err := os.ReadFile(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Errorf("initramfs is %d bytes, want %d (agent archive ++ modules)", len(got), want.Len())
+	}
+	fi, err := os.Stat(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o444 {
+		t.Errorf("initramfs mode %v, want 0444", fi.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(filepath.Dir(initrd))
+	if len(entries) != 1 {
+		t.Errorf("boot/ holds %d entries, want 1 (no temporary files)", len(entries))
+	}
+
+	// Built once: the second call returns the same file untouched.
+	_, initrd2, err := c.BootFiles(m, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if initrd2 != initrd {
+		t.Errorf("second BootFiles: %s, want %s", initrd2, initrd)
+	}
+	if fi2, err := os.Stat(initrd); err != nil || !fi2.ModTime().Equal(fi.ModTime()) {
+		t.Error("the initramfs was rebuilt")
+	}
+
+	// A new pyro binary is a new initramfs.
+	future := time.Now().Add(time.Hour)
+	if err := os.Chtimes(agent, future, future); err != nil {
+		t.Fatal(err)
+	}
+	_, initrd3, err := c.BootFiles(m, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if initrd3 == initrd {
+		t.Error("a changed agent binary got the old initramfs")
+	}
+
+	// Another environment's modules are another initramfs.
+	other := install(t, c, "debian:12-base", "b")
+	_, initrd4, err := c.BootFiles(other, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if initrd4 == initrd3 {
+		t.Error("two modules archives share an initramfs")
+	}
+}
+
+func TestBootFilesRefuses(t *testing.T) {
+	c := newCache(t)
+	m := install(t, c, "debian:12", "a")
+
+	_, _, err := c.BootFiles(m, "/bin/true")
+	if err == nil || errs.KindOf(err) != errs.Unavailable {
+		t.Errorf("BootFiles with a dynamic binary: %v (kind %s), want unavailable", err, errs.KindOf(err))
+	}
+	_, _, err = c.BootFiles(m, filepath.Join(t.TempDir(), "no-pyro"))
+	if err == nil || errs.KindOf(err) != errs.Unavailable {
+		t.Errorf("BootFiles with a missing binary: %v (kind %s), want unavailable", err, errs.KindOf(err))
+	}
+	entries, _ := os.ReadDir(filepath.Join(c.Dir, "boot"))
+	if len(entries) != 0 {
+		t.Errorf("refused BootFiles left %d files in boot/", len(entries))
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pyro-sandbox/pyro/internal/cli"
 	"github.com/pyro-sandbox/pyro/internal/guest"
+	"github.com/pyro-sandbox/pyro/internal/supervisor"
 	"github.com/pyro-sandbox/pyro/pyro"
 )
 
@@ -21,6 +22,9 @@ func main() {
 		}
 		guest.Main()
 		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == supervisor.Command {
+		os.Exit(supervisor.Main(os.Args[2:]))
 	}
 	pyro.MarkSelfAsAgent()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

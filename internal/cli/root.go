@@ -98,7 +98,7 @@ Start with:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(a.runCommand(), a.doctorCommand(), a.envCommand(), a.demoCommand())
+	root.AddCommand(a.runCommand(), a.doctorCommand(), a.envCommand(), a.demoCommand(), a.workspaceCommand())
 	return root
 }
 

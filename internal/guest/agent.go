@@ -53,7 +53,11 @@ func (a *agent) handle(st *agentproto.Stream, open agentproto.Open) {
 			a.poweroff()
 		}
 	default:
-		st.Abort(&agentproto.Error{Code: agentproto.CodeUnsupported, Message: fmt.Sprintf("the agent does not know the operation %q", open.Op)})
+		if err := a.serveWorkspaceOp(st, open.Op, open.Body); err != nil {
+			st.Abort(err)
+			return
+		}
+		st.CloseSend()
 	}
 }
 

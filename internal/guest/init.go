@@ -146,7 +146,6 @@ func mountLate() error {
 	return mountAll([]mountSpec{
 		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
 		{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
-		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
 		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
 		{"cgroup2", "/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	})
@@ -281,6 +280,18 @@ func switchRoot(rootDev, upper string) error {
 			return fmt.Errorf("moving %s into the new root: %w", m, err)
 		}
 	}
+	// /run is the guest's own (tmpfs), and the layer's file system goes
+	// under it, out of /workspace and out of the overlay: it holds the
+	// baseline, and nothing the guest's users do shows there.
+	if err := mountAll([]mountSpec{{"tmpfs", newRoot + "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"}}); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(newRoot+LayerDir, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount(layer, newRoot+LayerDir, "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving the writable layer into the new root: %w", err)
+	}
 	if err := unix.Chdir(newRoot); err != nil {
 		return err
 	}
@@ -290,7 +301,11 @@ func switchRoot(rootDev, upper string) error {
 	if err := unix.Chroot("."); err != nil {
 		return err
 	}
-	return unix.Chdir("/")
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	// Images without a /workspace still get one.
+	return os.MkdirAll(WorkspaceDir, 0o755)
 }
 
 func setLinkUp(name string) error {

@@ -1,4 +1,4 @@
-package pyro
+package shellquote
 
 import (
 	"bytes"
@@ -26,8 +26,8 @@ func TestShellQuote(t *testing.T) {
 		{"line\nbreak", "'line\nbreak'"},
 		{"é", "'é'"},
 	} {
-		if got := shellQuote(tc.in); got != tc.want {
-			t.Errorf("shellQuote(%q) = %s, want %s", tc.in, got, tc.want)
+		if got := Quote(tc.in); got != tc.want {
+			t.Errorf("Quote(%q) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
 }
@@ -47,8 +47,8 @@ func TestShellJoin(t *testing.T) {
 		{[]string{"if", "x"}, "'if' x"},
 		{[]string{"echo", "if"}, "echo if"},
 	} {
-		if got := shellJoin(tc.argv); got != tc.want {
-			t.Errorf("shellJoin(%q) = %s, want %s", tc.argv, got, tc.want)
+		if got := Join(tc.argv); got != tc.want {
+			t.Errorf("Join(%q) = %s, want %s", tc.argv, got, tc.want)
 		}
 	}
 }
@@ -73,7 +73,7 @@ func TestShellJoinRoundTrip(t *testing.T) {
 		t.Fatal("sh not found: the round trip needs a POSIX shell")
 	}
 	for _, argv := range roundTripArgs {
-		script := "set -- " + shellJoin(argv) + `; for a in "$@"; do printf '%s\0' "$a"; done`
+		script := "set -- " + Join(argv) + `; for a in "$@"; do printf '%s\0' "$a"; done`
 		out, err := exec.Command(shell, "-c", script).Output()
 		if err != nil {
 			t.Errorf("sh -c %q: %v", script, err)
@@ -107,20 +107,20 @@ func TestShellJoinRunsTheCommand(t *testing.T) {
 		{"if", "then"},
 		{"it's", "fi"},
 	} {
-		cmd := exec.Command(shell, "-c", shellJoin(argv))
+		cmd := exec.Command(shell, "-c", Join(argv))
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "PATH="+dir+":/usr/bin:/bin")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
-			t.Errorf("sh -c %s: %v: %s", shellJoin(argv), err, stderr.String())
+			t.Errorf("sh -c %s: %v: %s", Join(argv), err, stderr.String())
 			continue
 		}
 		got := strings.Split(string(out), "\x00")
 		got = got[:len(got)-1]
 		if len(got) != len(argv) || filepath.Base(got[0]) != filepath.Base(argv[0]) || !slices.Equal(got[1:], argv[1:]) {
-			t.Errorf("sh -c %s ran %q, want %q", shellJoin(argv), got, argv)
+			t.Errorf("sh -c %s ran %q, want %q", Join(argv), got, argv)
 		}
 	}
 }

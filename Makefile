@@ -47,6 +47,8 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzHostSession -fuzztime 60s ./internal/agentproto
 	$(GO) test -run XXX -fuzz FuzzReadFrame -fuzztime 30s ./internal/agentproto
 	$(GO) test -run XXX -fuzz FuzzExtractVmlinux -fuzztime 30s ./internal/kernel
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./internal/patch
+	$(GO) test -run XXX -fuzz FuzzRoundTrip -fuzztime 30s ./internal/patch
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

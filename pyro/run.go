@@ -207,7 +207,7 @@ func (c *Client) execOneShot(ctx context.Context, sess *agentproto.Session, req 
 	timeout := time.Duration(req.TimeoutSeconds) * time.Second
 	// The agent enforces the timeout; the host waits a little longer in
 	// case the guest cannot.
-	execCtx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
+	execCtx, cancel := context.WithTimeout(ctx, timeout+timeout/4+10*time.Second)
 	defer cancel()
 	exit, err := sess.Exec(execCtx, agentproto.ExecRequest{
 		Argv:          req.Command,

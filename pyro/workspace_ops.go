@@ -159,7 +159,7 @@ func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*
 	stdout := &capturedOutput{limit: c.opts.OutputLimit, live: req.Stdout}
 	stderr := &capturedOutput{limit: c.opts.OutputLimit, live: req.Stderr}
 	timeout := time.Duration(req.TimeoutSeconds) * time.Second
-	execCtx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
+	execCtx, cancel := context.WithTimeout(ctx, timeout+timeout/4+10*time.Second)
 	defer cancel()
 	exit, err := sess.Exec(execCtx, agentproto.ExecRequest{
 		Argv: req.Command, Cwd: cwd, TimeoutMillis: timeout.Milliseconds(), OutputLimit: c.opts.OutputLimit,
@@ -462,7 +462,7 @@ func (c *Client) ApplyPatch(ctx context.Context, req PatchApplyRequest) (*PatchA
 	}
 	files, err := patch.Parse([]byte(req.Patch))
 	if err != nil {
-		return nil, errs.Wrap(errs.Invalid, err, "give a unified diff (as git diff or diff -u print)", "malformed patch")
+		return nil, errs.Wrap(errs.Invalid, err, "give a unified diff (as git diff or diff -u print); nothing was changed", "malformed patch")
 	}
 	if len(files) == 0 {
 		return nil, errs.New(errs.Invalid, "give a unified diff (as git diff or diff -u print)", "the patch changes no file")
@@ -502,7 +502,7 @@ func (c *Client) ApplyPatch(ctx context.Context, req PatchApplyRequest) (*PatchA
 		}
 		out, err := patch.Apply(fp, old)
 		if err != nil {
-			return nil, errs.Wrap(errs.Invalid, err, "regenerate the patch against the workspace's current files (see workspace diff or file read); nothing was changed", "the patch does not apply")
+			return nil, errs.Wrap(errs.KindOf(err), err, "regenerate the patch against the workspace's current files (see workspace diff or file read); nothing was changed", "the patch does not apply")
 		}
 		plan[i].data = out
 		plan[i].delete = fp.Op() == patch.Delete

@@ -122,8 +122,10 @@ func TestMainEnvironmentErrors(t *testing.T) {
 		t.Errorf("error payload %v", p)
 	}
 
+	// A malformed name is a failure of the command (1); exit 2 is kept for
+	// command lines cobra itself refuses.
 	code, _, stderr = runMain(t, "env", "inspect", "bad name")
-	if code != exitUsage || !strings.Contains(stderr, "malformed environment name") {
+	if code != exitFailure || !strings.Contains(stderr, "malformed environment name") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 	// A run of a catalog environment that is not installed says how to get it.

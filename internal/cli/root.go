@@ -14,7 +14,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pyro-sandbox/pyro/internal/buildinfo"
-	"github.com/pyro-sandbox/pyro/internal/errs"
 	"github.com/pyro-sandbox/pyro/internal/progress"
 	"github.com/pyro-sandbox/pyro/pyro"
 )
@@ -112,10 +111,8 @@ func (a *app) fail(asJSON bool, code int, err error) error {
 	return &exitError{code: code, err: err}
 }
 
-// failCode picks the exit code of a failed non-run command.
+// failCode picks the exit code of a failed non-run command: 1. Usage
+// errors (2) are found in the command line itself, before the SDK runs.
 func failCode(err error) int {
-	if errs.KindOf(err) == errs.Invalid {
-		return exitUsage
-	}
 	return exitFailure
 }

@@ -165,8 +165,8 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 		}
 		appendPatch(textdiff.Unified(oldName, newName, a, b))
 	}
-	binaryPatch := func(name string) {
-		appendPatch([]byte(fmt.Sprintf("Binary files a/%s and b/%s differ\n", name, name)))
+	binaryPatch := func(name, oldName, newName string) {
+		appendPatch([]byte(fmt.Sprintf("Binary files %s and %s differ\n", oldName, newName)))
 	}
 	for _, name := range names {
 		if ctx.Err() != nil {
@@ -182,7 +182,7 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 			a, bin := content(base, name, o)
 			record(name, "deleted", bin)
 			if bin {
-				binaryPatch(name)
+				binaryPatch(name, "a/"+name, "/dev/null")
 			} else {
 				textPatch(name, a, true, nil, false)
 			}
@@ -193,7 +193,7 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 			b, bin := content(ws, name, c)
 			record(name, "added", bin)
 			if bin {
-				binaryPatch(name)
+				binaryPatch(name, "/dev/null", "b/"+name)
 			} else {
 				textPatch(name, nil, false, b, true)
 			}
@@ -227,7 +227,7 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 			record(name, "modified", abin || bbin)
 			switch {
 			case abin || bbin:
-				binaryPatch(name)
+				binaryPatch(name, "a/"+name, "b/"+name)
 			case bytes.Equal(a, b):
 				appendPatch([]byte(fmt.Sprintf("Mode of %s changed from %v to %v\n", name, o.mode.Perm(), c.mode.Perm())))
 			default:

@@ -174,6 +174,7 @@ func TestRunBadInput(t *testing.T) {
 		{"absurd vcpus", nil, []string{"run", "debian:12", "--vcpu-count", "100000", "--", "true"}, 2, "invalid vCPU count", "--vcpu-count", "invalid_argument"},
 		{"qemu missing", []string{"PATH=" + noQEMU}, []string{"run", "debian:12", "--", "true"}, 125, "qemu-system-x86_64 not found", "apt-get install qemu-system-x86", "unavailable"},
 		{"bad accelerator", []string{"PYRO_ACCEL=warp"}, []string{"run", "debian:12", "--", "true"}, 2, "PYRO_ACCEL", "", "invalid_argument"},
+		{"network not built yet", nil, []string{"run", "debian:12", "--network", "--", "true"}, 125, "guest networking is not supported yet", "without --network", "unavailable"},
 		{"guest never ready", []string{"PYRO_BOOT_TIMEOUT_SECONDS=1"}, []string{"run", "debian:12", "--", "true"}, 125, "did not become ready within 1s", "pyro doctor", "timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

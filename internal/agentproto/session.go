@@ -18,6 +18,8 @@ import (
 type Config struct {
 	// Window is the per-stream receive window in bytes: how much data the
 	// peer may send before the receiver has consumed it. Default 256 KiB.
+	// It is also the credit each side assumes the other grants when a
+	// stream opens, so both ends must use the same value.
 	Window int
 	// MaxStreams bounds the streams open at once. Default 1024.
 	MaxStreams int
@@ -54,7 +56,8 @@ type Session struct {
 	cfg     Config
 	handler Handler
 
-	ctrl    chan Frame    // frames the reader must send without blocking
+	ctrl    chan Frame    // frames sent without waiting: pongs, credit, close, reset
+	opening chan struct{} // held from choosing a stream id until its open is sent
 	writes  chan writeReq // frames from streams, sent in order
 	stopped chan struct{} // closed once the session ended
 	errOnce sync.Once
@@ -177,6 +180,7 @@ func newSession(conn io.ReadWriteCloser, host bool, version int, cfg Config, han
 		cfg:     cfg.withDefaults(),
 		handler: handler,
 		ctrl:    make(chan Frame, 1024),
+		opening: make(chan struct{}, 1),
 		writes:  make(chan writeReq),
 		stopped: make(chan struct{}),
 		streams: make(map[uint32]*Stream),
@@ -421,6 +425,16 @@ func (s *Session) Open(ctx context.Context, op Op, body any) (*Stream, error) {
 	if len(payload) > MaxControlPayload {
 		return nil, fmt.Errorf("%s request of %d bytes exceeds the %d-byte bound", op, len(payload), MaxControlPayload)
 	}
+	// The guest takes opens in increasing id order only: concurrent opens
+	// must reach the write loop in the order their ids were chosen.
+	select {
+	case s.opening <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stopped:
+		return nil, s.err
+	}
+	defer func() { <-s.opening }()
 	s.mu.Lock()
 	if s.Err() != nil {
 		s.mu.Unlock()

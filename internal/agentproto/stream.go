@@ -296,6 +296,9 @@ func (st *Stream) CloseSend() error {
 
 // Abort ends the stream at once and tells the peer why.
 func (st *Stream) Abort(e *Error) error {
+	if e == nil {
+		e = &Error{Code: CodeCancelled, Message: "the operation was cancelled"}
+	}
 	st.mu.Lock()
 	if st.ended {
 		st.mu.Unlock()

@@ -104,3 +104,11 @@ func (c *Client) agentBinary() (string, error) {
 	return "", errs.New(errs.Unavailable, "install the pyro binary in PATH or set PYRO_AGENT_BINARY",
 		"no pyro binary to boot as the guest's init")
 }
+
+// WithProgress returns a client that reports progress to p, sharing
+// everything else with c.
+func (c *Client) WithProgress(p Progress) *Client {
+	opts := c.opts
+	opts.Progress = p
+	return &Client{opts: opts, cache: c.cache, backend: c.backend}
+}

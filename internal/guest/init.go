@@ -74,7 +74,6 @@ func boot() error {
 		}
 	}
 	step("root")
-	go prefetch(prefetchFiles)
 	if err := mountLate(); err != nil {
 		return err
 	}
@@ -332,27 +331,4 @@ func powerOff() {
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	os.Exit(1)
-}
-
-// prefetchFiles are read into the page cache while the agent says hello:
-// every dynamically linked command needs the loader and libc, and reading
-// them in a few large requests now beats faulting them in page by page
-// when the first command starts.
-var prefetchFiles = []string{
-	"/lib64/ld-linux-x86-64.so.2",
-	"/lib/x86_64-linux-gnu/libc.so.6",
-	"/bin/sh",
-}
-
-func prefetch(paths []string) {
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		if fi, err := f.Stat(); err == nil {
-			unix.Fadvise(int(f.Fd()), 0, fi.Size(), unix.FADV_WILLNEED)
-		}
-		f.Close()
-	}
 }

@@ -58,19 +58,19 @@ func (c *Client) CreateServer(opts MCPOptions) (*mcp.Server, error) {
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Title: "pyro", Version: buildinfo.Version()},
 		&mcp.ServerOptions{Instructions: mcpInstructions})
-	// Oversized arguments are refused before they are parsed and
-	// validated (whose errors would echo them back whole).
+	t := &mcpTools{c: c, roots: roots, maxLens: map[string]map[string]int{}}
+	// Oversized arguments are refused before they are validated, whose
+	// errors would echo them back whole.
 	s.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-			if ctr, ok := req.(*mcp.CallToolRequest); ok && len(ctr.Params.Arguments) > maxToolArgumentBytes {
-				return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{
-					Text: fmt.Sprintf("the arguments are %d bytes, over the %d-byte limit\nhint: send large files with workspace_sync_push", len(ctr.Params.Arguments), maxToolArgumentBytes),
-				}}}, nil
+			if ctr, ok := req.(*mcp.CallToolRequest); ok {
+				if msg := t.checkSizes(ctr.Params.Name, ctr.Params.Arguments); msg != "" {
+					return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: msg}}}, nil
+				}
 			}
 			return next(ctx, method, req)
 		}
 	})
-	t := &mcpTools{c: c, roots: roots}
 	for _, op := range contract.Tools(profile) {
 		reg, ok := t.registry()[op.Tool]
 		if !ok {
@@ -103,6 +103,37 @@ func hostRoots(in []string) ([]string, error) {
 type mcpTools struct {
 	c     *Client
 	roots []string
+	// maxLens are the string length bounds of each tool's arguments.
+	maxLens map[string]map[string]int
+}
+
+// checkSizes bounds a call's arguments before the SDK parses them: the
+// whole, and each string argument against its schema's maxLength. It
+// returns the error text, or "".
+func (t *mcpTools) checkSizes(tool string, args json.RawMessage) string {
+	const hint = "\nhint: send large files with workspace_sync_push and read them in parts"
+	if len(args) > maxToolArgumentBytes {
+		return fmt.Sprintf("[invalid_argument] the arguments are %d bytes, over the %d-byte limit%s", len(args), maxToolArgumentBytes, hint)
+	}
+	limits := t.maxLens[tool]
+	if len(limits) == 0 || len(args) < 1024 {
+		return ""
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(args, &fields) != nil {
+		return "" // the SDK reports malformed arguments
+	}
+	for name, raw := range fields {
+		limit, ok := limits[name]
+		if !ok || len(raw) <= limit {
+			continue
+		}
+		var v string
+		if json.Unmarshal(raw, &v) == nil && len(v) > limit {
+			return fmt.Sprintf("[invalid_argument] argument %s is %d bytes, over the %d-byte limit%s", name, len(v), limit, hint)
+		}
+	}
+	return ""
 }
 
 // toolError is an error as a model sees it: what failed, then what to do.
@@ -195,6 +226,13 @@ func add[In, Out any](t *mcpTools, schema func(*jsonschema.Schema), h func(ctx c
 		if schema != nil {
 			schema(in)
 		}
+		limits := map[string]int{}
+		for name, p := range in.Properties {
+			if p.MaxLength != nil {
+				limits[name] = *p.MaxLength
+			}
+		}
+		t.maxLens[op.Tool] = limits
 		destructive, openWorld := op.Destructive, false
 		tool := &mcp.Tool{
 			Name: op.Tool, Title: op.Title, Description: op.Description, InputSchema: in,
@@ -436,5 +474,3 @@ func (t *mcpTools) registry() map[string]registrar {
 		}),
 	}
 }
-
-var _ = json.Marshal

@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/pyro-sandbox/pyro/internal/buildinfo.version=$(VERSION)
 GOFLAGS_BUILD := -trimpath -tags netgo,osusergo -ldflags '$(LDFLAGS)'
 
-.PHONY: all build deps quickstart test unit e2e bench fuzz vet fmt clean
+.PHONY: all build deps deps-test quickstart test unit e2e bench fuzz vet fmt clean
 
 all: build
 
@@ -26,7 +26,11 @@ quickstart: deps build
 	./$(BIN) run debian:12 -- git --version
 
 # Everything CI runs: unit tests, then end-to-end tests that boot real VMs.
-test: deps build vet unit e2e
+test: deps-test build vet unit e2e
+
+# The tests also need Node.js and npm, for the MCP Inspector CLI.
+deps-test:
+	PYRO_WITH_NODE=1 ./scripts/install-host-deps.sh
 
 vet:
 	$(GO) vet ./...

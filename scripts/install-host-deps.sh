@@ -6,8 +6,10 @@
 # The guest kernel is not installed on the host: environment builds take
 # Debian's cloud kernel package from the mirror into the environment.
 set -eu
-packages="qemu-system-x86 debootstrap dpkg e2fsprogs coreutils ca-certificates"
-if [ "${PYRO_WITH_NODE:-0}" = 1 ]; then
+packages="qemu-system-x86 debootstrap dpkg e2fsprogs coreutils util-linux ca-certificates"
+# The tests also run the MCP Inspector CLI (npm): Node.js and npm from
+# wherever they came, else Debian's.
+if [ "${PYRO_WITH_NODE:-0}" = 1 ] && ! { command -v node >/dev/null && command -v npm >/dev/null; }; then
 	packages="$packages nodejs npm"
 fi
 missing=""

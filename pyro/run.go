@@ -157,11 +157,11 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 		return nil, errs.New(errs.Unavailable, "run without --network; guest networking comes in a later release",
 			"guest networking is not supported yet")
 	}
-	m, err := c.installed(req.Environment)
+	m, err := c.installed(ctx, req.Environment)
 	if err != nil {
 		return nil, err
 	}
-	res := &RunResult{Environment: req.Environment, Command: shellJoin(req.Command)}
+	res := &RunResult{Environment: m.Name, Command: shellJoin(req.Command)}
 	// The TTL bounds the VM's whole life, whatever happens.
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TTLSeconds)*time.Second)
 	defer cancel()
@@ -183,7 +183,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 
 	rep.Phase("execute", "vm_id", id)
 	execStart := time.Now()
-	execErr := c.execOneShot(ctx, v.Session, req, res)
+	execErr := c.execOneShot(ctx, v.Session, m, req, res)
 	res.Timings.ExecMs = time.Since(execStart).Milliseconds()
 
 	t := time.Now()
@@ -201,7 +201,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 }
 
 // execOneShot runs req's command on the session and fills res.
-func (c *Client) execOneShot(ctx context.Context, sess *agentproto.Session, req RunRequest, res *RunResult) error {
+func (c *Client) execOneShot(ctx context.Context, sess *agentproto.Session, m *env.Manifest, req RunRequest, res *RunResult) error {
 	stdout := &capturedOutput{limit: c.opts.OutputLimit, live: req.Stdout}
 	stderr := &capturedOutput{limit: c.opts.OutputLimit, live: req.Stderr}
 	timeout := time.Duration(req.TimeoutSeconds) * time.Second
@@ -209,12 +209,16 @@ func (c *Client) execOneShot(ctx context.Context, sess *agentproto.Session, req 
 	// case the guest cannot.
 	execCtx, cancel := context.WithTimeout(ctx, timeout+timeout/4+10*time.Second)
 	defer cancel()
-	exit, err := sess.Exec(execCtx, agentproto.ExecRequest{
-		Argv:          req.Command,
-		Cwd:           "/workspace",
-		TimeoutMillis: timeout.Milliseconds(),
-		OutputLimit:   c.opts.OutputLimit,
-	}, nil, stdout, stderr)
+	// An OCI image's Env applies to its commands, and a one-shot run
+	// starts in its WorkingDir.
+	er := agentproto.ExecRequest{Argv: req.Command, Cwd: "/workspace", TimeoutMillis: timeout.Milliseconds(), OutputLimit: c.opts.OutputLimit}
+	if m.Image != nil {
+		er.Env = m.Image.Env
+		if m.Image.WorkingDir != "" {
+			er.Cwd = m.Image.WorkingDir
+		}
+	}
+	exit, err := sess.Exec(execCtx, er, nil, stdout, stderr)
 	res.Stdout, res.Stderr = stdout.String(), stderr.String()
 	if err != nil {
 		var perr *agentproto.Error
@@ -245,10 +249,24 @@ func (c *Client) execOneShot(ctx context.Context, sess *agentproto.Session, req 
 }
 
 // installed returns the manifest of an installed environment, with errors
-// that say what to do.
-func (c *Client) installed(name string) (*env.Manifest, error) {
+// that say what to do. An OCI image reference is pulled when missing (as
+// docker run does); a catalog environment must be pulled first.
+func (c *Client) installed(ctx context.Context, name string) (*env.Manifest, error) {
 	if err := env.ValidateName(name); err != nil {
 		return nil, err
+	}
+	if env.IsImageRef(name) {
+		norm, err := env.NormalizeImageRef(name)
+		if err != nil {
+			return nil, err
+		}
+		if m, err := c.cache.Installed(norm); err == nil {
+			return m, nil
+		}
+		if _, err := c.Pull(ctx, PullRequest{Environment: norm}); err != nil {
+			return nil, err
+		}
+		return c.cache.Installed(norm)
 	}
 	if _, err := env.Lookup(name); err != nil {
 		return nil, err

@@ -182,7 +182,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req WorkspaceCreateRequest
 	if err := validateLabels(req.Labels); err != nil {
 		return nil, err
 	}
-	m, err := c.installed(req.Environment)
+	m, err := c.installed(ctx, req.Environment)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +228,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req WorkspaceCreateRequest
 	id := store.NewID()
 	now := time.Now().UTC()
 	rec := &store.Record{
-		ID: id, Name: req.Name, Labels: req.Labels, Environment: req.Environment, State: store.StateCreated,
+		ID: id, Name: req.Name, Labels: req.Labels, Environment: m.Name, State: store.StateCreated,
 		ExecutionMode: ModeGuestSerial, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, NetworkPolicy: "off",
 		Seed: store.Seed{Mode: seed.ModeEmpty}, Secrets: []store.Secret{}, CreatedAt: now, LastActivity: now,
 		TTLSeconds: req.TTLSeconds, Manifest: *m, Accelerator: string(d.Accel), DiskBytes: DefaultWorkspaceDiskMiB << 20,

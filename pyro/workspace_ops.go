@@ -161,9 +161,11 @@ func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*
 	timeout := time.Duration(req.TimeoutSeconds) * time.Second
 	execCtx, cancel := context.WithTimeout(ctx, timeout+timeout/4+10*time.Second)
 	defer cancel()
-	exit, err := sess.Exec(execCtx, agentproto.ExecRequest{
-		Argv: req.Command, Cwd: cwd, TimeoutMillis: timeout.Milliseconds(), OutputLimit: c.opts.OutputLimit,
-	}, nil, stdout, stderr)
+	er := agentproto.ExecRequest{Argv: req.Command, Cwd: cwd, TimeoutMillis: timeout.Milliseconds(), OutputLimit: c.opts.OutputLimit}
+	if rec.Manifest.Image != nil {
+		er.Env = rec.Manifest.Image.Env
+	}
+	exit, err := sess.Exec(execCtx, er, nil, stdout, stderr)
 	res := &ExecResult{WorkspaceID: rec.ID, Command: shellJoin(req.Command), ExecutionMode: rec.ExecutionMode,
 		Stdout: stdout.String(), Stderr: stderr.String()}
 	if err != nil {

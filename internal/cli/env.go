@@ -6,6 +6,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pyro-sandbox/pyro/internal/env"
+	"github.com/pyro-sandbox/pyro/pyro"
 )
 
 func (a *app) envCommand() *cobra.Command {
@@ -16,7 +19,7 @@ func (a *app) envCommand() *cobra.Command {
 The catalog names them (debian:12, debian:12-base, debian:12-build); pull
 makes one ready in the local cache.`,
 	}
-	cmd.AddCommand(a.envListCommand(), a.envPullCommand(), a.envInspectCommand(), a.envPruneCommand())
+	cmd.AddCommand(a.envListCommand(), a.envPullCommand(), a.envPushCommand(), a.envInspectCommand(), a.envPruneCommand())
 	return cmd
 }
 
@@ -55,16 +58,21 @@ func (a *app) envListCommand() *cobra.Command {
 
 func (a *app) envPullCommand() *cobra.Command {
 	var asJSON bool
+	var req pyro.PullRequest
 	cmd := &cobra.Command{
 		Use:   "pull ENVIRONMENT",
 		Short: "Make an environment ready in the local cache",
-		Long: `Pull makes an environment ready to boot. Where no registry copy can be had it is
-built locally from Debian packages with debootstrap, which needs root and
-takes about a minute. A pull of an installed environment returns at once.`,
-		Example: "  pyro env pull debian:12\n  pyro env pull debian:12-build --json",
+		Long: `Pull makes an environment ready to boot. A catalog environment is fetched from
+the registry as an OCI artifact (--registry or $PYRO_REGISTRY name a mirror);
+where no registry copy can be had it is built locally from Debian packages
+with debootstrap (root, a few minutes) unless --no-build is given. Any OCI
+image reference works too: its layers become the root filesystem, booted with
+the catalog's kernel. A pull of an installed environment returns at once.`,
+		Example: "  pyro env pull debian:12\n  pyro env pull debian:12-build --registry 127.0.0.1:5000/pyro --no-build\n  pyro env pull docker.io/library/alpine:3.20",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := a.sdk("pull").PullEnvironment(cmd.Context(), args[0])
+			req.Environment = args[0]
+			res, err := a.sdk("pull").Pull(cmd.Context(), req)
 			if err != nil {
 				return a.fail(asJSON, failCode(err), err)
 			}
@@ -74,6 +82,34 @@ takes about a minute. A pull of an installed environment returns at once.`,
 			fmt.Fprintf(a.stdout, "Pulled: %s\n", res.Environment)
 			fmt.Fprintf(a.stdout, "Version: %s\nAction: %s\nSource: %s\nDigest: %s\nSize: %s\n",
 				res.Version, res.Action, res.Source, res.Digest, humanBytes(res.SizeBytes))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&req.Registry, "registry", "", "registry of the catalog's artifacts (default $PYRO_REGISTRY, else "+env.DefaultRegistry+")")
+	cmd.Flags().BoolVar(&req.NoBuild, "no-build", false, "fail instead of building locally when no registry copy can be had")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func (a *app) envPushCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "push ENVIRONMENT REFERENCE",
+		Short: "Publish an installed environment as an OCI artifact",
+		Long: `Push writes an installed environment (kernel, modules, root filesystem and its
+manifest) as an OCI artifact to a registry, or to an OCI image layout
+directory with oci:DIR. The catalog's artifacts are published with it.`,
+		Example: "  pyro env push debian:12 127.0.0.1:5000/pyro/debian:12-v2\n  pyro env push debian:12 oci:./out",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := a.sdk("push").PushEnvironment(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return a.fail(asJSON, failCode(err), err)
+			}
+			if asJSON {
+				return writeJSON(a.stdout, res)
+			}
+			fmt.Fprintf(a.stdout, "Pushed: %s\nReference: %s\nDigest: %s\nSize: %s\n", res.Environment, res.Reference, res.Digest, humanBytes(res.SizeBytes))
 			return nil
 		},
 	}

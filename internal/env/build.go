@@ -6,13 +6,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -416,27 +414,5 @@ func copyFile(src, dst string) error {
 // image makes the read-only ext4 image of the root filesystem: no journal
 // (nothing ever writes to it), no reserved blocks, sized to its content.
 func (bd *build) image(ctx context.Context) (Blob, error) {
-	var bytes, inodes int64
-	err := filepath.WalkDir(bd.root, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		inodes++
-		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
-			bytes += (fi.Size() + 4095) / 4096 * 4096
-		}
-		return nil
-	})
-	if err != nil {
-		return Blob{}, err
-	}
-	size := (bytes + inodes*256 + bytes/10 + 64<<20) / (1 << 20) // MiB
-	img := filepath.Join(bd.work, "rootfs.ext4")
-	err = bd.runLogged(ctx, "mkfs.ext4", nil, "mkfs.ext4", "-q", "-F", "-L", "pyro-root",
-		"-O", "^has_journal", "-m", "0", "-N", strconv.FormatInt(inodes+inodes/5+1024, 10),
-		"-d", bd.root, img, strconv.FormatInt(size, 10)+"M")
-	if err != nil {
-		return Blob{}, err
-	}
-	return bd.Cache.PutFile(img)
+	return bd.Cache.makeRootfsImage(ctx, bd.work, bd.root)
 }

@@ -219,8 +219,9 @@ type PruneResult struct {
 
 // Prune removes installed environments for which keep returns false, then
 // every blob, boot file and leftover of an interrupted pull that no
-// remaining environment uses. It skips environments being pulled.
-func (c *Cache) Prune(ctx context.Context, keep func(*Manifest) bool) (PruneResult, error) {
+// remaining environment uses and keepBlobs does not name. It skips
+// environments being pulled.
+func (c *Cache) Prune(ctx context.Context, keep func(*Manifest) bool, keepBlobs map[string]bool) (PruneResult, error) {
 	var res PruneResult
 	installed, err := c.List()
 	if err != nil {
@@ -234,6 +235,9 @@ func (c *Cache) Prune(ctx context.Context, keep func(*Manifest) bool) (PruneResu
 		}
 	}
 	used := map[string]bool{}
+	for d := range keepBlobs {
+		used[d] = true
+	}
 	for _, m := range installed {
 		lock, ok, err := fsutil.TryLock(filepath.Join(c.Dir, "locks", escapeName(m.Name)+".lock"))
 		if err != nil || !ok {

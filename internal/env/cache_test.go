@@ -348,7 +348,7 @@ func TestPrune(t *testing.T) {
 		}
 	}
 
-	res, err := c.Prune(ctx, func(m *Manifest) bool { return m.Name == "keep" })
+	res, err := c.Prune(ctx, func(m *Manifest) bool { return m.Name == "keep" }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +385,7 @@ func TestPrune(t *testing.T) {
 	}
 
 	// Pruning again finds nothing.
-	res, err = c.Prune(ctx, func(*Manifest) bool { return true })
+	res, err = c.Prune(ctx, func(*Manifest) bool { return true }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +396,7 @@ func TestPrune(t *testing.T) {
 
 func TestPruneEmptyCache(t *testing.T) {
 	c := newCache(t)
-	res, err := c.Prune(context.Background(), func(*Manifest) bool { return false })
+	res, err := c.Prune(context.Background(), func(*Manifest) bool { return false }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func TestPruneSkipsEnvironmentBeingPulled(t *testing.T) {
 	}
 	defer lock.Unlock()
 
-	res, err := c.Prune(ctx, func(*Manifest) bool { return false })
+	res, err := c.Prune(ctx, func(*Manifest) bool { return false }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func TestPruneSkipsEnvironmentBeingPulled(t *testing.T) {
 
 	// Once the pull is over, the next prune takes both.
 	lock.Unlock()
-	res, err = c.Prune(ctx, func(*Manifest) bool { return false })
+	res, err = c.Prune(ctx, func(*Manifest) bool { return false }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,17 @@ type Manifest struct {
 	// Rootfs is a read-only ext4 image of the root filesystem.
 	Rootfs   Blob      `json:"rootfs"`
 	Packages []Package `json:"packages"`
+	// Image is the runtime configuration of an OCI image environment.
+	Image *ImageConfig `json:"image,omitempty"`
+}
+
+// ImageConfig is what pyro keeps of an OCI image's config: commands run
+// with its environment, and one-shot runs start in its working directory.
+// Entrypoint and Cmd are ignored: pyro runs the commands it is given.
+type ImageConfig struct {
+	Env        []string `json:"env,omitempty"`
+	WorkingDir string   `json:"working_dir,omitempty"`
+	User       string   `json:"user,omitempty"`
 }
 
 // Blobs lists every blob the manifest refers to.

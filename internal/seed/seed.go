@@ -200,7 +200,12 @@ func header(name string, typ byte, mode fs.FileMode, size int64, mtime time.Time
 }
 
 func (s *Source) walkDir(ctx context.Context, c *checker, tw *tar.Writer) error {
-	root := s.Path
+	// WalkDir does not follow a root that is a symlink: resolve it, or a
+	// seed given as a link to a directory would be silently empty.
+	root, err := filepath.EvalSymlinks(s.Path)
+	if err != nil {
+		return errs.Wrap(errs.Invalid, err, "", "reading the seed")
+	}
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return errs.Wrap(errs.Invalid, err, "", "reading the seed")
@@ -310,6 +315,13 @@ func (s *Source) walkTar(ctx context.Context, c *checker, tw *tar.Writer) error 
 			target := path.Clean(strings.TrimPrefix(link, "./"))
 			if !fs.ValidPath(target) || !c.files[target] {
 				return c.refuse(h.Name, "is a hard link to %q, which is not an earlier file of the archive", link)
+			}
+			// A later symlink over one of the target's directories took
+			// the file away.
+			for dir := path.Dir(target); dir != "."; dir = path.Dir(dir) {
+				if c.links[dir] {
+					return c.refuse(h.Name, "is a hard link to %q, which lies under %q, which an earlier entry made a symlink", link, dir)
+				}
 			}
 			link = target
 		}

@@ -38,11 +38,12 @@ type Stats struct {
 func Extract(ctx context.Context, dest *os.Root, r io.Reader, lim Limits) (Stats, error) {
 	var res Stats
 	tr := tar.NewReader(r)
-	type dirTime struct {
+	type dirMeta struct {
 		name string
+		mode fs.FileMode
 		t    time.Time
 	}
-	var dirTimes []dirTime
+	var dirs []dirMeta
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -65,14 +66,16 @@ func Extract(ctx context.Context, dest *os.Root, r io.Reader, lim Limits) (Stats
 		if res.Files > lim.MaxFiles {
 			return res, fmt.Errorf("more than %d entries", lim.MaxFiles)
 		}
-		mode := fs.FileMode(h.Mode) & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+		// FileInfo turns the tar's Unix mode bits (04000...) into Go's.
+		mode := h.FileInfo().Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := dest.MkdirAll(name, 0o755); err != nil {
 				return res, err
 			}
-			dest.Chmod(name, mode|fs.ModeDir)
-			dirTimes = append(dirTimes, dirTime{name, h.ModTime})
+			// Mode and time last: a read-only directory must still take
+			// its entries.
+			dirs = append(dirs, dirMeta{name, mode, h.ModTime})
 		case tar.TypeReg:
 			if err := mkParent(dest, name); err != nil {
 				return res, err
@@ -101,6 +104,12 @@ func Extract(ctx context.Context, dest *os.Root, r io.Reader, lim Limits) (Stats
 			if lim.ConfineSymlinks && !linkStaysInside(name, h.Linkname) {
 				return res, fmt.Errorf("symlink %q points outside the tree (to %q)", h.Name, h.Linkname)
 			}
+			if lim.ConfineSymlinks {
+				// Its target is checked from where its name says it is.
+				if dir, ok := underSymlink(dest, name); ok {
+					return res, fmt.Errorf("symlink %q lies under %q, which is a symlink", h.Name, dir)
+				}
+			}
 			if err := mkParent(dest, name); err != nil {
 				return res, err
 			}
@@ -113,6 +122,13 @@ func Extract(ctx context.Context, dest *os.Root, r io.Reader, lim Limits) (Stats
 			if !fs.ValidPath(target) {
 				return res, fmt.Errorf("hard link %q points outside the destination", h.Name)
 			}
+			if lim.ConfineSymlinks {
+				// A hard link to a symlink is that symlink at another
+				// place, from which its target may lead elsewhere.
+				if fi, err := dest.Lstat(target); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+					return res, fmt.Errorf("hard link %q is to the symlink %q", h.Name, h.Linkname)
+				}
+			}
 			if err := mkParent(dest, name); err != nil {
 				return res, err
 			}
@@ -124,9 +140,11 @@ func Extract(ctx context.Context, dest *os.Root, r io.Reader, lim Limits) (Stats
 			return res, fmt.Errorf("entry %q is a device node, FIFO or other special file, which a workspace cannot hold", h.Name)
 		}
 	}
-	// Directory times last: creating entries inside changed them.
-	for i := len(dirTimes) - 1; i >= 0; i-- {
-		dest.Chtimes(dirTimes[i].name, dirTimes[i].t, dirTimes[i].t)
+	// Directory modes and times last, deepest first: creating entries
+	// inside changed the times, and needed write permission.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		dest.Chmod(dirs[i].name, dirs[i].mode|fs.ModeDir)
+		dest.Chtimes(dirs[i].name, dirs[i].t, dirs[i].t)
 	}
 	return res, nil
 }
@@ -145,10 +163,41 @@ func removeIfNotDir(r *os.Root, name string) {
 }
 
 // linkStaysInside says whether a symlink at name with target resolves
-// inside the tree, lexically.
+// inside the tree. The check is lexical, which is only sound while no
+// ".." follows a symlink: so ".." may only lead the target (after a
+// component that may be a symlink it could climb out: "d/.." with
+// d -> "."), and the caller checks that name's directories are real ones.
 func linkStaysInside(name, target string) bool {
 	if target == "" || path.IsAbs(target) {
 		return false
 	}
+	down := false
+	for _, part := range strings.Split(target, "/") {
+		switch part {
+		case "", ".":
+		case "..":
+			if down {
+				return false
+			}
+		default:
+			down = true
+		}
+	}
 	return fs.ValidPath(path.Clean(path.Join(path.Dir(name), target)))
+}
+
+// underSymlink returns the first directory of name that is a symlink in r.
+func underSymlink(r *os.Root, name string) (string, bool) {
+	dir := path.Dir(name)
+	if dir == "." {
+		return "", false
+	}
+	parts := strings.Split(dir, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		if fi, err := r.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return p, true
+		}
+	}
+	return "", false
 }

@@ -70,10 +70,10 @@ type fileLayer struct {
 	mediaType types.MediaType
 }
 
-func (l *fileLayer) Digest() (v1.Hash, error)           { return v1.NewHash(l.blob.Digest) }
-func (l *fileLayer) Size() (int64, error)               { return l.blob.Size, nil }
+func (l *fileLayer) Digest() (v1.Hash, error)            { return v1.NewHash(l.blob.Digest) }
+func (l *fileLayer) Size() (int64, error)                { return l.blob.Size, nil }
 func (l *fileLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
-func (l *fileLayer) Compressed() (io.ReadCloser, error) { return os.Open(l.path) }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
 
 // artifactImage is an installed environment as an OCI artifact.
 type artifactImage struct {
@@ -203,7 +203,7 @@ func (e emptyIndex) RawManifest() ([]byte, error) {
 	m, _ := e.IndexManifest()
 	return json.Marshal(m)
 }
-func (emptyIndex) Image(v1.Hash) (v1.Image, error)     { return nil, errors.New("empty index") }
+func (emptyIndex) Image(v1.Hash) (v1.Image, error) { return nil, errors.New("empty index") }
 func (emptyIndex) ImageIndex(v1.Hash) (v1.ImageIndex, error) {
 	return nil, errors.New("empty index")
 }

@@ -22,11 +22,20 @@ func main() {
 	binary := flag.String("binary", "bin/pyro", "the pyro binary to measure")
 	out := flag.String("out", "docs/benchmarks.md", "where to write the results")
 	runs := flag.Int("runs", 7, "runs per measurement")
+	only := flag.String("only", "run,pull,workspace", "comma-separated sections to measure")
 	flag.Parse()
 	b := &bench{pyro: *binary, runs: *runs}
-	if err := b.measureRun(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+	sections := map[string]func() error{"run": b.measureRun, "pull": b.measurePull, "workspace": b.measureWorkspace}
+	b.machine = machineDescription()
+	for _, name := range []string{"run", "pull", "workspace"} {
+		if !strings.Contains(","+*only+",", ","+name+",") {
+			continue
+		}
+		b.rows = append(b.rows, row{"**" + name + "**", "", "", ""})
+		if err := sections[name](); err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", name, err)
+			os.Exit(1)
+		}
 	}
 	report := b.report()
 	fmt.Print(report)
@@ -120,7 +129,6 @@ type runJSON struct {
 }
 
 func (b *bench) measureRun() error {
-	b.machine = machineDescription()
 	floor, err := newFloor(b.pyro)
 	if err != nil {
 		return err
@@ -143,6 +151,9 @@ func (b *bench) measureRun() error {
 		}
 		runs = append(runs, time.Since(start))
 		b.accel = res.Accelerator
+		if b.accel == "" {
+			b.accel = "tcg"
+		}
 		vmmStart = append(vmmStart, time.Duration(res.Timings.VMMStartMs)*time.Millisecond)
 		boot = append(boot, time.Duration(res.Timings.BootMs-res.Timings.VMMStartMs)*time.Millisecond)
 		execT = append(execT, time.Duration(res.Timings.ExecMs)*time.Millisecond)

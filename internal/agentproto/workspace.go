@@ -22,7 +22,25 @@ const (
 	OpDiff Op = "diff"
 	// OpBaselineSave records /workspace as the baseline diffs compare to.
 	OpBaselineSave Op = "baseline.save"
+
+	// OpPing answers at once: a round trip through the agent.
+	OpPing Op = "ping"
+	// OpSink reads ChannelStdin to its end and reports the byte count; with
+	// OpSource (which sends Bytes zero bytes on ChannelStdout) it measures
+	// the channel itself.
+	OpSink   Op = "sink"
+	OpSource Op = "source"
 )
+
+// SourceRequest asks for Bytes bytes.
+type SourceRequest struct {
+	Bytes int64 `json:"bytes"`
+}
+
+// CountResult counts bytes.
+type CountResult struct {
+	Bytes int64 `json:"bytes"`
+}
 
 // PathRequest names one path.
 type PathRequest struct {

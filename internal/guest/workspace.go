@@ -164,6 +164,27 @@ func (a *agent) serveWorkspaceOp(st *agentproto.Stream, op agentproto.Op, body j
 		return diffWorkspace(ctx, st, req)
 	case agentproto.OpBaselineSave:
 		return saveBaseline(st)
+	case agentproto.OpPing:
+		sendResult(st, struct{}{})
+		return nil
+	case agentproto.OpSink:
+		n, err := io.Copy(io.Discard, st.DataReader(ctx, agentproto.ChannelStdin))
+		if err != nil {
+			return nil
+		}
+		sendResult(st, agentproto.CountResult{Bytes: n})
+		return nil
+	case agentproto.OpSource:
+		var req agentproto.SourceRequest
+		if e := decode(&req); e != nil {
+			return e
+		}
+		n, err := io.Copy(st.DataWriter(ctx, agentproto.ChannelStdout), io.LimitReader(zeroReader{}, bound(req.Bytes, 16<<30)))
+		if err != nil {
+			return nil
+		}
+		sendResult(st, agentproto.CountResult{Bytes: n})
+		return nil
 	}
 	return wsError(agentproto.CodeUnsupported, "the agent does not know the operation %q", op)
 }
@@ -514,4 +535,11 @@ func mkParent(r *os.Root, name string) error {
 		return r.MkdirAll(dir, 0o755)
 	}
 	return nil
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

@@ -376,8 +376,7 @@ func checkLinksInside(t *testing.T, dest string) {
 			return nil
 		}
 		target, _ := os.Readlink(p)
-		// Resolve lexically from the link's real place, one step at a
-		// time, following links found on the way.
+		// As the kernel would, following the links on the way.
 		resolved, err := filepath.EvalSymlinks(p)
 		if err != nil {
 			// Dangling: resolve as far as the parent.

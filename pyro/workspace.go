@@ -330,7 +330,7 @@ func (c *Client) seedWorkspace(ctx context.Context, sess *agentproto.Session, id
 		return err
 	}
 	defer os.Remove(st.Path(id, "baseline.tar.tmp"))
-	err = c.pushTar(ctx, sess, "/workspace", func(w *teeWriter) error {
+	err = c.pushTar(ctx, sess, "/workspace", true, func(w *teeWriter) error {
 		if src == nil {
 			return writeEmptyTar(w)
 		}
@@ -346,7 +346,7 @@ func (c *Client) seedWorkspace(ctx context.Context, sess *agentproto.Session, id
 	if err := os.Rename(st.Path(id, "baseline.tar.tmp"), st.Path(id, "baseline.tar")); err != nil {
 		return err
 	}
-	return wrapAgentErr(supervisor.Call(ctx, sess, agentproto.OpBaselineSave, struct{}{}, nil), "recording the baseline")
+	return nil
 }
 
 // resolve finds a workspace by id or name.

@@ -2,6 +2,7 @@ package pyro
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -90,14 +91,20 @@ func writeEmptyTar(w io.Writer) error { return tar.NewWriter(w).Close() }
 
 // pushTar streams the tar that produce writes into dest in the guest (a
 // copy goes to tee when set) and waits for the agent's result.
-func (c *Client) pushTar(ctx context.Context, sess *agentproto.Session, dest string, produce func(*teeWriter) error, tee io.Writer) error {
-	st, err := sess.Open(ctx, agentproto.OpTarIn, agentproto.TarInRequest{Path: dest})
+func (c *Client) pushTar(ctx context.Context, sess *agentproto.Session, dest string, baseline bool, produce func(*teeWriter) error, tee io.Writer) error {
+	st, err := sess.Open(ctx, agentproto.OpTarIn, agentproto.TarInRequest{Path: dest, Baseline: baseline})
 	if err != nil {
 		return wrapAgentErr(err, "sending files")
 	}
 	defer st.Close()
-	w := &teeWriter{w: st.DataWriter(ctx, agentproto.ChannelStdin), tee: tee}
+	// tar writes each header and file apart: buffer them into full frames,
+	// or a tree of small files becomes a storm of tiny ones.
+	bw := bufio.NewWriterSize(st.DataWriter(ctx, agentproto.ChannelStdin), agentproto.MaxPayload)
+	w := &teeWriter{w: bw, tee: tee}
 	perr := produce(w)
+	if perr == nil {
+		perr = bw.Flush()
+	}
 	if perr == nil {
 		perr = st.CloseSend()
 	}
@@ -243,7 +250,7 @@ func (c *Client) SyncPush(ctx context.Context, req SyncPushRequest) (*SyncPushRe
 		return nil, err
 	}
 	defer sess.Close()
-	err = c.pushTar(ctx, sess, dest, func(w *teeWriter) error {
+	err = c.pushTar(ctx, sess, dest, false, func(w *teeWriter) error {
 		_, err := src.WriteTar(ctx, w, seed.DefaultLimits)
 		return err
 	}, nil)
@@ -656,7 +663,7 @@ func (c *Client) ExportWorkspace(ctx context.Context, req ExportRequest) (*Expor
 	defer st.Close()
 	st.CloseSend()
 	stats, err := tarx.Extract(ctx, root, st.DataReader(ctx, agentproto.ChannelStdout),
-		tarx.Limits{MaxBytes: maxExportBytes, MaxFiles: maxExportFiles, ConfineSymlinks: true})
+		tarx.Limits{MaxBytes: maxExportBytes, MaxFiles: maxExportFiles, ConfineSymlinks: true, StripSetID: true})
 	if err != nil {
 		var ae *agentproto.Error
 		if errors.As(err, &ae) {
@@ -742,13 +749,10 @@ func (c *Client) ResetWorkspace(ctx context.Context, req ResetRequest) (*Workspa
 		return fail(errs.Wrap(errs.Internal, err, "delete and recreate the workspace", "the workspace's baseline is missing"))
 	}
 	defer baseline.Close()
-	err = c.pushTar(ctx, sess, "/workspace", func(w *teeWriter) error {
+	err = c.pushTar(ctx, sess, "/workspace", true, func(w *teeWriter) error {
 		_, err := io.Copy(w, baseline)
 		return err
 	}, nil)
-	if err == nil {
-		err = wrapAgentErr(supervisor.Call(ctx, sess, agentproto.OpBaselineSave, struct{}{}, nil), "recording the baseline")
-	}
 	if err != nil {
 		return fail(err)
 	}

@@ -20,8 +20,6 @@ const (
 	OpFileRemove Op = "file.remove"
 	// OpDiff compares /workspace with its baseline.
 	OpDiff Op = "diff"
-	// OpBaselineSave records /workspace as the baseline diffs compare to.
-	OpBaselineSave Op = "baseline.save"
 
 	// OpPing answers at once: a round trip through the agent.
 	OpPing Op = "ping"
@@ -54,6 +52,9 @@ type TarInRequest struct {
 	// defaults.
 	MaxBytes int64 `json:"max_bytes,omitempty"`
 	MaxFiles int64 `json:"max_files,omitempty"`
+	// Baseline keeps the stream as the baseline that diffs compare
+	// /workspace with (seeding at create and at reset).
+	Baseline bool `json:"baseline,omitempty"`
 }
 
 // TarInResult is the event that ends OpTarIn.

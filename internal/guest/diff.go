@@ -1,14 +1,16 @@
 package guest
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -25,10 +27,88 @@ const (
 )
 
 type treeEntry struct {
-	mode  fs.FileMode
-	size  int64
-	mtime time.Time
-	link  string
+	mode   fs.FileMode
+	size   int64
+	mtime  time.Time
+	link   string
+	offset int64 // of the data, in the baseline archive
+}
+
+// baseline is the indexed baseline archive.
+type baseline struct {
+	f       *os.File
+	entries map[string]treeEntry
+}
+
+func (b *baseline) Close() error { return b.f.Close() }
+
+func (b *baseline) read(e treeEntry) ([]byte, error) {
+	buf := make([]byte, e.size)
+	_, err := b.f.ReadAt(buf, e.offset)
+	return buf, err
+}
+
+// offsetReader tells where in the file the tar reader is, so each entry's
+// data can be found again; Seek lets the tar reader skip data unread.
+type offsetReader struct {
+	f   *os.File
+	off int64
+}
+
+func (r *offsetReader) Read(p []byte) (int, error) {
+	n, err := r.f.Read(p)
+	r.off += int64(n)
+	return n, err
+}
+
+func (r *offsetReader) Seek(offset int64, whence int) (int64, error) {
+	n, err := r.f.Seek(offset, whence)
+	if err == nil {
+		r.off = n
+	}
+	return n, err
+}
+
+// openBaseline indexes the baseline archive: every entry's metadata and
+// where its data is.
+func openBaseline(p string) (*baseline, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	b := &baseline{f: f, entries: map[string]treeEntry{}}
+	or := &offsetReader{f: f}
+	tr := tar.NewReader(or)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
+		if name == "." || !fs.ValidPath(name) {
+			continue
+		}
+		if len(b.entries) >= maxDiffEntries {
+			f.Close()
+			return nil, fmt.Errorf("more than %d entries", maxDiffEntries)
+		}
+		e := treeEntry{mode: h.FileInfo().Mode(), size: h.Size, mtime: h.ModTime, link: h.Linkname, offset: or.off}
+		switch h.Typeflag {
+		case tar.TypeLink:
+			// A hard link has the content of its target.
+			if t, ok := b.entries[path.Clean(strings.TrimPrefix(h.Linkname, "./"))]; ok {
+				e = t
+			}
+		case tar.TypeSymlink, tar.TypeDir:
+			e.size = 0
+		}
+		b.entries[name] = e
+	}
+	return b, nil
 }
 
 // scanTree lists every entry under r, without following symlinks.
@@ -87,15 +167,12 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 		return e
 	}
 	defer ws.Close()
-	base, err := os.OpenRoot(BaselineDir)
+	base, err := openBaseline(BaselineTar)
 	if err != nil {
-		return wsError(agentproto.CodeNotFound, "this workspace has no baseline to compare with")
+		return wsError(agentproto.CodeNotFound, "this workspace has no baseline to compare with (%v)", err)
 	}
 	defer base.Close()
-	old, err := scanTree(ctx, base)
-	if err != nil {
-		return wsError(agentproto.CodeInternal, "reading the baseline: %v", err)
-	}
+	old := base.entries
 	cur, err := scanTree(ctx, ws)
 	if err != nil {
 		return wsError(agentproto.CodeInternal, "reading /workspace: %v", err)
@@ -142,6 +219,7 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 			res.ChangesTrunc = true
 		}
 	}
+	// content reads an entry of the baseline (r nil) or of /workspace.
 	content := func(r *os.Root, name string, e treeEntry) ([]byte, bool) {
 		if e.mode&fs.ModeSymlink != 0 {
 			return []byte(e.link + "\n"), false
@@ -149,7 +227,13 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 		if e.size > maxTextDiffFile {
 			return nil, true
 		}
-		b, err := readAll(r, name, maxTextDiffFile)
+		var b []byte
+		var err error
+		if r == nil {
+			b, err = base.read(e)
+		} else {
+			b, err = readAll(r, name, maxTextDiffFile)
+		}
 		if err != nil {
 			return nil, true
 		}
@@ -179,7 +263,7 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 			if o.mode.IsDir() {
 				continue
 			}
-			a, bin := content(base, name, o)
+			a, bin := content(nil, name, o)
 			record(name, "deleted", bin)
 			if bin {
 				binaryPatch(name, "a/"+name, "/dev/null")
@@ -216,12 +300,12 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 			if o.size == c.size && o.mtime.Equal(c.mtime) && o.mode == c.mode {
 				continue
 			}
-			a, abin := content(base, name, o)
+			a, abin := content(nil, name, o)
 			b, bbin := content(ws, name, c)
 			if !abin && !bbin && bytes.Equal(a, b) && o.mode == c.mode {
 				continue
 			}
-			if (abin || bbin) && o.size == c.size && sameFile(base, ws, name) && o.mode == c.mode {
+			if (abin || bbin) && o.size == c.size && o.size <= maxTextDiffFile && bytes.Equal(a, b) && o.mode == c.mode {
 				continue
 			}
 			record(name, "modified", abin || bbin)
@@ -243,106 +327,3 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 	return nil
 }
 
-// sameFile compares two files' bytes without holding them in memory.
-func sameFile(a, b *os.Root, name string) bool {
-	fa, err := a.Open(name)
-	if err != nil {
-		return false
-	}
-	defer fa.Close()
-	fb, err := b.Open(name)
-	if err != nil {
-		return false
-	}
-	defer fb.Close()
-	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
-	for {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
-		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
-			return false
-		}
-		if ea != nil || eb != nil {
-			return ea == eb || (ea == io.ErrUnexpectedEOF && eb == io.ErrUnexpectedEOF) || (ea == io.EOF && eb == io.EOF)
-		}
-	}
-}
-
-// saveBaseline copies /workspace to the baseline directory on the layer
-// disk, replacing what was there: the reference for later diffs.
-func saveBaseline(st *agentproto.Stream) *agentproto.Error {
-	tmp := BaselineDir + ".new"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return wsError(agentproto.CodeInternal, "creating the baseline: %v", err)
-	}
-	if err := copyTree(WorkspaceDir, tmp); err != nil {
-		os.RemoveAll(tmp)
-		return wsError(agentproto.CodeInternal, "copying /workspace to the baseline: %v", err)
-	}
-	os.RemoveAll(BaselineDir)
-	if err := os.Rename(tmp, BaselineDir); err != nil {
-		return wsError(agentproto.CodeInternal, "installing the baseline: %v", err)
-	}
-	sendResult(st, struct{}{})
-	st.CloseSend()
-	return nil
-}
-
-// copyTree copies src to dst keeping modes, times and symlinks (never
-// followed).
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			if rel != "." {
-				if err := os.Mkdir(target, info.Mode().Perm()); err != nil {
-					return err
-				}
-			}
-		case info.Mode().IsRegular():
-			if err := copyFile(p, target, info.Mode().Perm()); err != nil {
-				return err
-			}
-		case info.Mode()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		default:
-			return nil
-		}
-		return os.Chtimes(target, info.ModTime(), info.ModTime())
-	})
-}
-
-func copyFile(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Chmod(mode); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,7 +25,9 @@ import (
 const (
 	WorkspaceDir = "/workspace"
 	LayerDir     = "/run/pyro/layer"
-	BaselineDir  = LayerDir + "/baseline"
+	// BaselineTar is the tar stream /workspace was seeded from: one
+	// sequential file, cheap to write, indexed when diffing.
+	BaselineTar = LayerDir + "/baseline.tar"
 )
 
 // Bounds of workspace operations, whatever the host asks.
@@ -162,8 +165,6 @@ func (a *agent) serveWorkspaceOp(st *agentproto.Stream, op agentproto.Op, body j
 			return e
 		}
 		return diffWorkspace(ctx, st, req)
-	case agentproto.OpBaselineSave:
-		return saveBaseline(st)
 	case agentproto.OpPing:
 		sendResult(st, struct{}{})
 		return nil
@@ -208,7 +209,30 @@ func tarIn(ctx context.Context, st *agentproto.Stream, req agentproto.TarInReque
 	}
 	defer dest.Close()
 	limits := tarx.Limits{MaxBytes: bound(req.MaxBytes, maxTarBytes), MaxFiles: bound(req.MaxFiles, maxTarFiles)}
-	stats, err := tarx.Extract(ctx, dest, st.DataReader(ctx, agentproto.ChannelStdin), limits)
+	var in io.Reader = st.DataReader(ctx, agentproto.ChannelStdin)
+	var baseline *os.File
+	var baselineBuf *bufio.Writer
+	if req.Baseline {
+		var err error
+		if baseline, err = os.OpenFile(BaselineTar+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+			return wsError(agentproto.CodeInternal, "recording the baseline: %v", err)
+		}
+		defer os.Remove(BaselineTar + ".tmp")
+		defer baseline.Close()
+		baselineBuf = bufio.NewWriterSize(baseline, 256<<10)
+		in = io.TeeReader(in, baselineBuf)
+	}
+	stats, err := tarx.Extract(ctx, dest, in, limits)
+	if err == nil && baseline != nil {
+		// The baseline keeps the whole stream, end-of-archive included.
+		if _, err = io.Copy(io.Discard, in); err == nil {
+			if err = baselineBuf.Flush(); err == nil {
+				if err = baseline.Close(); err == nil {
+					err = os.Rename(BaselineTar+".tmp", BaselineTar)
+				}
+			}
+		}
+	}
 	res := agentproto.TarInResult{Files: stats.Files, Bytes: stats.Bytes}
 	if err != nil {
 		var ae *agentproto.Error
@@ -247,7 +271,9 @@ func tarOut(ctx context.Context, st *agentproto.Stream, p string) *agentproto.Er
 	if err != nil {
 		return fsError(rel, err)
 	}
-	tw := tar.NewWriter(st.DataWriter(ctx, agentproto.ChannelStdout))
+	// Full frames, not one per tar header.
+	bw := bufio.NewWriterSize(st.DataWriter(ctx, agentproto.ChannelStdout), agentproto.MaxPayload)
+	tw := tar.NewWriter(bw)
 	if fi.Mode().IsRegular() {
 		if err := addTarFile(tw, ws, rel, path.Base(rel), fi); err != nil {
 			return fsError(rel, err)
@@ -278,6 +304,9 @@ func tarOut(ctx context.Context, st *agentproto.Stream, p string) *agentproto.Er
 		return wsError(agentproto.CodeInvalid, "%s is neither a file nor a directory", displayPath(rel))
 	}
 	if err := tw.Close(); err != nil {
+		return nil
+	}
+	if err := bw.Flush(); err != nil {
 		return nil
 	}
 	st.CloseSend()

@@ -326,4 +326,3 @@ func diffWorkspace(ctx context.Context, st *agentproto.Stream, req agentproto.Di
 	st.CloseSend()
 	return nil
 }
-

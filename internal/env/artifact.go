@@ -299,7 +299,10 @@ func (c *Cache) PullArtifact(ctx context.Context, ref, wantName string, rep prog
 			return nil, classifyRegistryError(err, ref)
 		}
 		rep.Phase("blob", "environment", m.Name, "digest", w.blob.Digest, "size", fmt.Sprint(w.blob.Size))
-		err = c.putStream(ctx, rc, w.blob, func(n int64) { rep.Update(done+n, total, "pull "+m.Name) })
+		// go-containerregistry checks the blob's size and digest as it
+		// ends (a mismatch is an error from the reader); hashing it again
+		// here would only halve the throughput.
+		err = c.putStream(ctx, rc, w.blob, true, func(n int64) { rep.Update(done+n, total, "pull "+m.Name) })
 		rc.Close()
 		if err != nil {
 			return nil, err
@@ -334,9 +337,10 @@ func (c *Cache) checkSpace(need int64) error {
 	return nil
 }
 
-// putStream writes a blob from r into the store, verifying size and
-// digest as it goes; a blob that does not verify never enters the store.
-func (c *Cache) putStream(ctx context.Context, r io.Reader, want Blob, progressFn func(int64)) error {
+// putStream writes a blob from r into the store, checking its size, and
+// its digest unless the reader does (verified); a blob that does not
+// verify never enters the store.
+func (c *Cache) putStream(ctx context.Context, r io.Reader, want Blob, verified bool, progressFn func(int64)) error {
 	tmpDir, err := c.TempDir("blob-")
 	if err != nil {
 		return err
@@ -348,8 +352,12 @@ func (c *Cache) putStream(ctx context.Context, r io.Reader, want Blob, progressF
 		return err
 	}
 	h := sha256.New()
-	cw := &countingWriter{ctx: ctx, w: io.MultiWriter(f, h), progress: progressFn}
-	n, err := io.Copy(cw, io.LimitReader(r, want.Size+1))
+	var w io.Writer = f
+	if !verified {
+		w = io.MultiWriter(f, h)
+	}
+	cw := &countingWriter{ctx: ctx, w: w, progress: progressFn}
+	n, err := io.CopyBuffer(cw, io.LimitReader(r, want.Size+1), make([]byte, 1<<20))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -362,7 +370,7 @@ func (c *Cache) putStream(ctx context.Context, r io.Reader, want Blob, progressF
 	if n != want.Size {
 		return errs.New(errs.Invalid, "pull again; if it persists the registry copy is damaged", "blob %s is %d bytes, want %d (truncated?)", want.Digest, n, want.Size)
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != want.Digest {
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); !verified && got != want.Digest {
 		return errs.New(errs.Invalid, "pull again; if it persists the registry copy is damaged", "blob %s has digest %s: corrupted in transit or in the registry", want.Digest, got)
 	}
 	return c.installVerified(tmp, want)

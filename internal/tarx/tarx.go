@@ -66,6 +66,9 @@ func Extract(ctx context.Context, dest *os.Root, r io.Reader, lim Limits) (Stats
 		if err != nil {
 			return res, err
 		}
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			continue // metadata for the archive (git archive writes one), not an entry
+		}
 		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
 		if name == "." {
 			continue

@@ -631,7 +631,7 @@ func (c *Client) DeleteWorkspace(ctx context.Context, req DeleteRequest) (*Delet
 
 func (c *Client) deleteWorkspace(ctx context.Context, id string, force bool) error {
 	st := c.store()
-	if err := c.stopSupervisor(ctx, id, force); err != nil {
+	if err := c.stopSupervisor(ctx, id, force, true); err != nil {
 		return err
 	}
 	lock, err := st.Lock(ctx, id)
@@ -649,7 +649,7 @@ func (c *Client) deleteWorkspace(ctx context.Context, id string, force bool) err
 // stopSupervisor asks a running supervisor to stop its VM (cleanly: the
 // guest flushes its disk) and waits until it is gone; a supervisor that
 // does not answer is killed.
-func (c *Client) stopSupervisor(ctx context.Context, id string, force bool) error {
+func (c *Client) stopSupervisor(ctx context.Context, id string, force, discard bool) error {
 	st := c.store()
 	b, ok, _ := supervisor.ReadBootstrap(st.Path(id, supervisor.BootstrapFile))
 	if !ok {
@@ -659,7 +659,7 @@ func (c *Client) stopSupervisor(ctx context.Context, id string, force bool) erro
 	sess, err := supervisor.Dial(dctx, b.Socket)
 	cancel()
 	if err == nil {
-		err = supervisor.Call(ctx, sess, supervisor.OpShutdown, supervisor.ShutdownRequest{Force: force}, nil)
+		err = supervisor.Call(ctx, sess, supervisor.OpShutdown, supervisor.ShutdownRequest{Force: force, Discard: discard}, nil)
 		sess.Close()
 		var ae *agentproto.Error
 		if errors.As(err, &ae) && ae.Code == "busy" {
@@ -687,7 +687,7 @@ func (c *Client) StopWorkspace(ctx context.Context, ref string) (*Workspace, err
 	if err != nil {
 		return nil, err
 	}
-	if err := c.stopSupervisor(ctx, id, true); err != nil {
+	if err := c.stopSupervisor(ctx, id, true, false); err != nil {
 		return nil, err
 	}
 	st := c.store()

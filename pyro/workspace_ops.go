@@ -713,7 +713,7 @@ func (c *Client) ResetWorkspace(ctx context.Context, req ResetRequest) (*Workspa
 	if err != nil {
 		return nil, err
 	}
-	if err := c.stopSupervisor(ctx, id, true); err != nil {
+	if err := c.stopSupervisor(ctx, id, true, true); err != nil {
 		return nil, err
 	}
 	st := c.store()

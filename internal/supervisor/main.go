@@ -197,9 +197,12 @@ loop:
 	}
 	logger.Printf("stopping: %s", reason)
 	ln.Close()
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), 20*time.Second)
-	v.Shutdown(stopCtx)
-	stopCancel()
+	if !srv.discard.Load() {
+		// The guest flushes its disk and powers off.
+		stopCtx, stopCancel := context.WithTimeout(context.Background(), 20*time.Second)
+		v.Shutdown(stopCtx)
+		stopCancel()
+	}
 	v.Kill()
 
 	lock, err := st.Lock(context.Background(), id)

@@ -43,6 +43,9 @@ type Status struct {
 type ShutdownRequest struct {
 	// Force stops even while commands run.
 	Force bool `json:"force,omitempty"`
+	// Discard skips flushing the guest's disk: its content is about to be
+	// thrown away (reset, delete).
+	Discard bool `json:"discard,omitempty"`
 }
 
 // server serves clients for one running VM.
@@ -54,6 +57,7 @@ type server struct {
 	logger  *log.Logger
 	stop    chan string // reason; the main loop ends the VM
 	stopped sync.Once
+	discard atomic.Bool
 
 	activeExecs atomic.Int32
 	activeOps   atomic.Int32
@@ -107,6 +111,7 @@ func (s *server) handle(st *agentproto.Stream, open agentproto.Open) {
 			st.Abort(&agentproto.Error{Code: "busy", Message: fmt.Sprintf("%d command(s) are running in the workspace", s.activeExecs.Load())})
 			return
 		}
+		s.discard.Store(req.Discard)
 		st.SendEvent(agentproto.ResultEvent[struct{}]{Event: agentproto.EventResult})
 		st.CloseSend()
 		s.requestStop("shutdown requested")

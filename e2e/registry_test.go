@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -334,4 +335,74 @@ func copyTree(t *testing.T, src, dst string) {
 		}
 		return os.WriteFile(target, data, 0o644)
 	}))
+}
+
+// A pull interrupted mid-blob leaves nothing installed and nothing
+// half-written in the store; a pull that cannot fit is refused before it
+// downloads anything; later pulls succeed.
+func TestEnvPullInterruptedAndDiskFull(t *testing.T) {
+	var tamper atomic.Value
+	host := startRegistry(t, &tamper)
+	r := pyro(t, nil, "env", "push", "debian:12", host+"/pyro/debian:12-v2")
+	if r.code != 0 {
+		t.Fatalf("push: %s", r.stderr)
+	}
+	// Blobs trickle out slowly, so the pull is caught in the middle.
+	tamper.Store(func(w http.ResponseWriter, r *http.Request, next http.Handler) bool {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/sha256:") {
+			return false
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		body := rec.Body.Bytes()
+		for len(body) > 0 && r.Context().Err() == nil {
+			n := min(len(body), 1<<20)
+			w.Write(body[:n])
+			w.(http.Flusher).Flush()
+			body = body[n:]
+			time.Sleep(50 * time.Millisecond)
+		}
+		return true
+	})
+	cache := t.TempDir()
+	env := []string{"PYRO_ENV_CACHE=" + cache}
+	cmd, stderr := startPyro(t, env, "env", "pull", "debian:12", "--registry", host+"/pyro", "--no-build")
+	waitFor(t, stderr, "phase=blob", 30*time.Second)
+	time.Sleep(time.Second)
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	if cmd.ProcessState.ExitCode() == 0 {
+		t.Fatalf("interrupted pull exited 0:\n%s", stderr.String())
+	}
+	var list envList
+	pyroJSON(t, &list, env, "env", "list", "--json")
+	if list.Environments[0].Installed {
+		t.Errorf("an interrupted pull looks installed")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(cache, "tmp")); len(entries) != 0 {
+		t.Errorf("the interrupted pull left %d entries in tmp/", len(entries))
+	}
+	tamper.Store((func(http.ResponseWriter, *http.Request, http.Handler) bool)(nil))
+	r = pyro(t, env, "env", "pull", "debian:12", "--registry", host+"/pyro", "--no-build")
+	if r.code != 0 {
+		t.Errorf("pull after the interrupted one: %s", r.stderr)
+	}
+
+	// A cache on a 64 MiB file system cannot take the 384 MiB environment.
+	small := t.TempDir()
+	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=64m"); err != nil {
+		t.Fatalf("mounting a small tmpfs (the test needs root): %v", err)
+	}
+	defer syscall.Unmount(small, syscall.MNT_DETACH)
+	r = pyro(t, []string{"PYRO_ENV_CACHE=" + small}, "env", "pull", "debian:12", "--registry", host+"/pyro", "--no-build")
+	if r.code != 1 || !strings.Contains(r.stderr, "not enough disk space") {
+		t.Errorf("pull onto a full disk: exit %d\n%s", r.code, r.stderr)
+	}
+	if blobs, _ := os.ReadDir(filepath.Join(small, "blobs", "sha256")); len(blobs) != 0 {
+		t.Errorf("the refused pull wrote %d blobs", len(blobs))
+	}
 }

@@ -35,7 +35,8 @@ func bootTimeout(a vmm.Accelerator) time.Duration {
 // boot, kernel and QEMU when it looks usable.
 func (c *Client) accelerator(ctx context.Context, m *env.Manifest) (accel.Decision, error) {
 	kvm := host.ProbeKVM()
-	store := accel.Store{Path: filepath.Join(c.opts.StateDir, "accel-probe.json")}
+	// A fact of the host, shared by every state directory using this cache.
+	store := accel.Store{Path: filepath.Join(c.cache.Dir, "accel-probe.json")}
 	key := host.BootID() + "/" + m.Kernel.Digest + "/" + qemuIdentity()
 	d, err := accel.Choose(os.Getenv(accel.EnvOverride), kvm, store.Load(key))
 	if err != nil {

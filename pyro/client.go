@@ -17,9 +17,8 @@ type Options struct {
 	// CacheDir holds environments. Default: $PYRO_ENV_CACHE, else
 	// $XDG_CACHE_HOME/pyro/environments, else ~/.cache/pyro/environments.
 	CacheDir string
-	// StateDir holds pyro's own state (the KVM probe verdict, later
-	// workspaces). Default: $PYRO_HOME, else $XDG_DATA_HOME/pyro, else
-	// ~/.local/share/pyro.
+	// StateDir holds pyro's own state: workspaces. Default: $PYRO_HOME,
+	// else $XDG_DATA_HOME/pyro, else ~/.local/share/pyro.
 	StateDir string
 	// AgentBinary is the static pyro binary booted as the guest's init.
 	// Default: $PYRO_AGENT_BINARY, else this program when it is pyro, else

@@ -95,6 +95,19 @@ func workspaceRel(p string) (string, *agentproto.Error) {
 	return c, nil
 }
 
+// openRel checks a request path and opens /workspace to resolve it in.
+func openRel(p string) (*os.Root, string, *agentproto.Error) {
+	rel, e := workspaceRel(p)
+	if e != nil {
+		return nil, "", e
+	}
+	ws, e := openWorkspace()
+	if e != nil {
+		return nil, "", e
+	}
+	return ws, rel, nil
+}
+
 func openWorkspace() (*os.Root, *agentproto.Error) {
 	r, err := os.OpenRoot(WorkspaceDir)
 	if err != nil {
@@ -191,11 +204,7 @@ func (a *agent) serveWorkspaceOp(st *agentproto.Stream, op agentproto.Op, body j
 }
 
 func tarIn(ctx context.Context, st *agentproto.Stream, req agentproto.TarInRequest) *agentproto.Error {
-	rel, e := workspaceRel(req.Path)
-	if e != nil {
-		return e
-	}
-	ws, e := openWorkspace()
+	ws, rel, e := openRel(req.Path)
 	if e != nil {
 		return e
 	}
@@ -257,11 +266,7 @@ func bound(v, max int64) int64 {
 // tarOut streams rel as a tar archive: a directory's entries relative to
 // it ("./a", "./b/c"), a file as one entry named by its base name.
 func tarOut(ctx context.Context, st *agentproto.Stream, p string) *agentproto.Error {
-	rel, e := workspaceRel(p)
-	if e != nil {
-		return e
-	}
-	ws, e := openWorkspace()
+	ws, rel, e := openRel(p)
 	if e != nil {
 		return e
 	}
@@ -370,11 +375,7 @@ func artifactType(m fs.FileMode) string {
 }
 
 func fileList(st *agentproto.Stream, req agentproto.FileListRequest) *agentproto.Error {
-	rel, e := workspaceRel(req.Path)
-	if e != nil {
-		return e
-	}
-	ws, e := openWorkspace()
+	ws, rel, e := openRel(req.Path)
 	if e != nil {
 		return e
 	}
@@ -439,11 +440,7 @@ func fileList(st *agentproto.Stream, req agentproto.FileListRequest) *agentproto
 }
 
 func fileRead(ctx context.Context, st *agentproto.Stream, req agentproto.FileReadRequest) *agentproto.Error {
-	rel, e := workspaceRel(req.Path)
-	if e != nil {
-		return e
-	}
-	ws, e := openWorkspace()
+	ws, rel, e := openRel(req.Path)
 	if e != nil {
 		return e
 	}
@@ -471,18 +468,14 @@ func fileRead(ctx context.Context, st *agentproto.Stream, req agentproto.FileRea
 }
 
 func fileWrite(ctx context.Context, st *agentproto.Stream, req agentproto.FileWriteRequest) *agentproto.Error {
-	rel, e := workspaceRel(req.Path)
-	if e != nil {
-		return e
-	}
-	if rel == "." {
-		return wsError(agentproto.CodeInvalid, "cannot write /workspace itself")
-	}
-	ws, e := openWorkspace()
+	ws, rel, e := openRel(req.Path)
 	if e != nil {
 		return e
 	}
 	defer ws.Close()
+	if rel == "." {
+		return wsError(agentproto.CodeInvalid, "cannot write /workspace itself")
+	}
 	mode := fs.FileMode(0o644)
 	if fi, err := ws.Stat(rel); err == nil {
 		if !fi.Mode().IsRegular() {
@@ -527,18 +520,14 @@ func fileWrite(ctx context.Context, st *agentproto.Stream, req agentproto.FileWr
 }
 
 func fileRemove(st *agentproto.Stream, p string) *agentproto.Error {
-	rel, e := workspaceRel(p)
-	if e != nil {
-		return e
-	}
-	if rel == "." {
-		return wsError(agentproto.CodeInvalid, "cannot remove /workspace itself")
-	}
-	ws, e := openWorkspace()
+	ws, rel, e := openRel(p)
 	if e != nil {
 		return e
 	}
 	defer ws.Close()
+	if rel == "." {
+		return wsError(agentproto.CodeInvalid, "cannot remove /workspace itself")
+	}
 	if err := ws.Remove(rel); err != nil {
 		return fsError(rel, err)
 	}

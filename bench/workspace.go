@@ -226,15 +226,7 @@ func source(ctx context.Context, sess *agentproto.Session, n int64) error {
 	}
 	defer st.Close()
 	st.CloseSend()
-	for {
-		m, err := st.Recv(ctx)
-		if err != nil {
-			return err
-		}
-		if m.Type == agentproto.FrameEvent {
-			return supervisor.RecvResultEnd(ctx, st)
-		}
-	}
+	return supervisor.RecvOutput(ctx, st, nil, func([]byte) error { return nil })
 }
 
 func rssKiB(pid int) int64 {

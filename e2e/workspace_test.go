@@ -184,6 +184,36 @@ func TestWorkspaceLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("results larger than an event", func(t *testing.T) {
+		// 3,000 files: the list and the diff's change list are far over a
+		// control frame; a directory with one file of its own name stays a
+		// directory when exported.
+		r := pyroWS(t, env, "workspace", "exec", "life", "--", "sh", "-c",
+			"mkdir -p many same && for i in $(seq 3000); do echo $i > many/file-$i.txt; done && echo x > same/same")
+		if r.code != 0 {
+			t.Fatalf("setup: %d %s", r.code, r.stderr)
+		}
+		var list struct {
+			Entries   []struct{ Path string } `json:"entries"`
+			Truncated bool                    `json:"truncated"`
+		}
+		pyroWSJSON(t, &list, env, "workspace", "file", "list", "life", "many", "--json")
+		if len(list.Entries) != 3000 || list.Truncated {
+			t.Errorf("listed %d entries, truncated=%v", len(list.Entries), list.Truncated)
+		}
+		var d diffJSON
+		pyroWSJSON(t, &d, env, "workspace", "diff", "life", "--json")
+		if d.Summary.Added < 3001 || len(d.Changes) < 3001 {
+			t.Errorf("diff: %+v, %d changes", d.Summary, len(d.Changes))
+		}
+		out := filepath.Join(t.TempDir(), "same-out")
+		r = pyroWS(t, env, "workspace", "export", "life", "same", "--output", out)
+		if data, err := os.ReadFile(filepath.Join(out, "same")); r.code != 0 || err != nil || string(data) != "x\n" {
+			t.Errorf("export of a directory holding one file of its name: %d %v %s", r.code, err, r.stderr)
+		}
+		pyroWS(t, env, "workspace", "exec", "life", "--", "rm", "-rf", "many", "same")
+	})
+
 	t.Run("logs and summary", func(t *testing.T) {
 		var logs struct {
 			Count   int `json:"count"`
@@ -194,7 +224,7 @@ func TestWorkspaceLifecycle(t *testing.T) {
 			} `json:"entries"`
 		}
 		pyroWSJSON(t, &logs, env, "workspace", "logs", "life", "--json")
-		if logs.Count < 4 || !strings.Contains(logs.Entries[0].Command, "cat README.md") {
+		if logs.Count < 6 || !strings.Contains(logs.Entries[0].Command, "cat README.md") {
 			t.Errorf("logs %+v", logs)
 		}
 		var st workspaceJSON

@@ -356,26 +356,14 @@ func readFile(ctx context.Context, sess *agentproto.Session, p string, limit int
 	st.CloseSend()
 	var buf bytes.Buffer
 	var res agentproto.FileReadResult
-	for {
-		m, err := st.Recv(ctx)
-		if err != nil {
-			return nil, nil, wrapAgentErr(err, "reading "+p)
+	err = supervisor.RecvOutput(ctx, st, &res, func(b []byte) error {
+		if int64(buf.Len()+len(b)) > limit {
+			return errs.New(errs.Internal, "", "the guest sent more than the %d bytes asked for", limit)
 		}
-		if m.Type == agentproto.FrameData {
-			if int64(buf.Len()+len(m.Data)) > limit {
-				return nil, nil, errs.New(errs.Internal, "", "the guest sent more than the %d bytes asked for", limit)
-			}
-			buf.Write(m.Data)
-			continue
-		}
-		var ev agentproto.ResultEvent[agentproto.FileReadResult]
-		if err := jsonUnmarshal(m.Data, &ev); err != nil {
-			return nil, nil, err
-		}
-		res = ev.Result
-		break
-	}
-	if err := supervisor.RecvResultEnd(ctx, st); err != nil {
+		buf.Write(b)
+		return nil
+	})
+	if err != nil {
 		return nil, nil, wrapAgentErr(err, "reading "+p)
 	}
 	return buf.Bytes(), &res, nil
@@ -573,32 +561,22 @@ func (c *Client) DiffWorkspace(ctx context.Context, ref string) (*DiffResult, er
 	st.CloseSend()
 	var patchText bytes.Buffer
 	const maxPatch = 8 << 20
-	for {
-		m, err := st.Recv(ctx)
-		if err != nil {
-			return nil, wrapAgentErr(err, "diffing")
+	var r agentproto.DiffResult
+	err = supervisor.RecvOutput(ctx, st, &r, func(b []byte) error {
+		if patchText.Len()+len(b) > maxPatch {
+			return errs.New(errs.Internal, "", "the guest sent a patch over %d bytes", maxPatch)
 		}
-		if m.Type == agentproto.FrameData {
-			if patchText.Len()+len(m.Data) > maxPatch {
-				return nil, errs.New(errs.Internal, "", "the guest sent a patch over %d bytes", maxPatch)
-			}
-			patchText.Write(m.Data)
-			continue
-		}
-		var ev agentproto.ResultEvent[agentproto.DiffResult]
-		if err := jsonUnmarshal(m.Data, &ev); err != nil {
-			return nil, err
-		}
-		r := ev.Result
-		if r.Changes == nil {
-			r.Changes = []agentproto.DiffChange{}
-		}
-		if err := supervisor.RecvResultEnd(ctx, st); err != nil {
-			return nil, wrapAgentErr(err, "diffing")
-		}
-		return &DiffResult{WorkspaceID: rec.ID, Changed: r.Changed, Summary: r.Summary, Changes: r.Changes,
-			Patch: patchText.String(), PatchTruncated: r.PatchTrunc}, nil
+		patchText.Write(b)
+		return nil
+	})
+	if err != nil {
+		return nil, wrapAgentErr(err, "diffing")
 	}
+	if r.Changes == nil {
+		r.Changes = []agentproto.DiffChange{}
+	}
+	return &DiffResult{WorkspaceID: rec.ID, Changed: r.Changed, Summary: r.Summary, Changes: r.Changes,
+		Patch: patchText.String(), PatchTruncated: r.PatchTrunc}, nil
 }
 
 // ExportRequest copies a file or directory of a workspace to the host.
@@ -646,6 +624,13 @@ func (c *Client) ExportWorkspace(ctx context.Context, req ExportRequest) (*Expor
 		return nil, err
 	}
 	defer sess.Close()
+	// Whether the path is a file or a directory decides what the output
+	// becomes; ask, rather than guess from the archive's shape.
+	var probe agentproto.FileListResult
+	if err := supervisor.Call(ctx, sess, agentproto.OpFileList, agentproto.FileListRequest{Path: p, MaxEntries: 1}, &probe); err != nil {
+		return nil, wrapAgentErr(err, "exporting "+p)
+	}
+	isFile := len(probe.Entries) == 1 && probe.Entries[0].Path == probe.Path && probe.Entries[0].ArtifactType != "directory"
 	tmp, err := os.MkdirTemp(parent, ".pyro-export-")
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "", "creating the export")
@@ -674,12 +659,14 @@ func (c *Client) ExportWorkspace(ctx context.Context, req ExportRequest) (*Expor
 	res := &ExportResult{WorkspaceID: rec.ID, Path: p, OutputPath: out, Files: stats.Files, Bytes: stats.Bytes}
 	// A file export is one entry named after the file; a directory's
 	// entries are relative to it.
-	entries, _ := os.ReadDir(tmp)
 	src := tmp
 	res.ArtifactType = "directory"
-	if len(entries) == 1 && stats.Files == 1 && entries[0].Type().IsRegular() && entries[0].Name() == path.Base(p) {
-		src = filepath.Join(tmp, entries[0].Name())
+	if isFile {
+		src = filepath.Join(tmp, path.Base(p))
 		res.ArtifactType = "file"
+		if fi, err := os.Lstat(src); err != nil || !fi.Mode().IsRegular() || stats.Files != 1 {
+			return nil, errs.New(errs.Internal, "", "the guest sent something else than the file %s", p)
+		}
 	}
 	if src == tmp {
 		os.Chmod(tmp, 0o755)

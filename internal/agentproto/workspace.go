@@ -148,8 +148,18 @@ const (
 	EventResult = "result"
 )
 
-// ResultEvent carries an operation's result.
+// ResultEvent carries an operation's result. A result too large for an
+// event (a long file list, a diff's change list) is sent as JSON on
+// ChannelResult before the event, which then says OnData.
 type ResultEvent[T any] struct {
 	Event  string `json:"event"`
 	Result T      `json:"result"`
+	OnData bool   `json:"on_data,omitempty"`
 }
+
+// ChannelResult carries a result sent as data. Workspace operations use
+// ChannelStdout for their payload (file bytes, tar streams, patch text).
+const ChannelResult = ChannelStderr
+
+// MaxResultBytes bounds a result sent as data.
+const MaxResultBytes = 64 << 20

@@ -116,8 +116,29 @@ func openWorkspace() (*os.Root, *agentproto.Error) {
 	return r, nil
 }
 
+// sendResult sends an operation's result: in the event when it fits,
+// else as data on ChannelResult followed by an event that says so.
 func sendResult(st *agentproto.Stream, v any) error {
-	return st.SendEvent(agentproto.ResultEvent[any]{Event: agentproto.EventResult, Result: v})
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(data) <= agentproto.MaxControlPayload/2 {
+		return st.SendEvent(agentproto.ResultEvent[json.RawMessage]{Event: agentproto.EventResult, Result: data})
+	}
+	if _, err := st.SendData(context.Background(), agentproto.ChannelResult, data); err != nil {
+		return err
+	}
+	return st.SendEvent(agentproto.ResultEvent[*struct{}]{Event: agentproto.EventResult, OnData: true})
+}
+
+// withRequest decodes an operation's request and runs fn with it.
+func withRequest[T any](op agentproto.Op, body json.RawMessage, fn func(T) *agentproto.Error) *agentproto.Error {
+	var req T
+	if err := json.Unmarshal(body, &req); err != nil {
+		return wsError(agentproto.CodeInvalid, "malformed %s request", op)
+	}
+	return fn(req)
 }
 
 // serveWorkspaceOp runs one workspace operation; it returns the error to
@@ -129,55 +150,21 @@ func (a *agent) serveWorkspaceOp(st *agentproto.Stream, op agentproto.Op, body j
 		<-st.Done()
 		cancel()
 	}()
-	decode := func(v any) *agentproto.Error {
-		if err := json.Unmarshal(body, v); err != nil {
-			return wsError(agentproto.CodeInvalid, "malformed %s request", op)
-		}
-		return nil
-	}
 	switch op {
 	case agentproto.OpTarIn:
-		var req agentproto.TarInRequest
-		if e := decode(&req); e != nil {
-			return e
-		}
-		return tarIn(ctx, st, req)
+		return withRequest(op, body, func(req agentproto.TarInRequest) *agentproto.Error { return tarIn(ctx, st, req) })
 	case agentproto.OpTarOut:
-		var req agentproto.PathRequest
-		if e := decode(&req); e != nil {
-			return e
-		}
-		return tarOut(ctx, st, req.Path)
+		return withRequest(op, body, func(req agentproto.PathRequest) *agentproto.Error { return tarOut(ctx, st, req.Path) })
 	case agentproto.OpFileList:
-		var req agentproto.FileListRequest
-		if e := decode(&req); e != nil {
-			return e
-		}
-		return fileList(st, req)
+		return withRequest(op, body, func(req agentproto.FileListRequest) *agentproto.Error { return fileList(st, req) })
 	case agentproto.OpFileRead:
-		var req agentproto.FileReadRequest
-		if e := decode(&req); e != nil {
-			return e
-		}
-		return fileRead(ctx, st, req)
+		return withRequest(op, body, func(req agentproto.FileReadRequest) *agentproto.Error { return fileRead(ctx, st, req) })
 	case agentproto.OpFileWrite:
-		var req agentproto.FileWriteRequest
-		if e := decode(&req); e != nil {
-			return e
-		}
-		return fileWrite(ctx, st, req)
+		return withRequest(op, body, func(req agentproto.FileWriteRequest) *agentproto.Error { return fileWrite(ctx, st, req) })
 	case agentproto.OpFileRemove:
-		var req agentproto.PathRequest
-		if e := decode(&req); e != nil {
-			return e
-		}
-		return fileRemove(st, req.Path)
+		return withRequest(op, body, func(req agentproto.PathRequest) *agentproto.Error { return fileRemove(st, req.Path) })
 	case agentproto.OpDiff:
-		var req agentproto.DiffRequest
-		if e := decode(&req); e != nil {
-			return e
-		}
-		return diffWorkspace(ctx, st, req)
+		return withRequest(op, body, func(req agentproto.DiffRequest) *agentproto.Error { return diffWorkspace(ctx, st, req) })
 	case agentproto.OpPing:
 		sendResult(st, struct{}{})
 		return nil
@@ -189,16 +176,13 @@ func (a *agent) serveWorkspaceOp(st *agentproto.Stream, op agentproto.Op, body j
 		sendResult(st, agentproto.CountResult{Bytes: n})
 		return nil
 	case agentproto.OpSource:
-		var req agentproto.SourceRequest
-		if e := decode(&req); e != nil {
-			return e
-		}
-		n, err := io.Copy(st.DataWriter(ctx, agentproto.ChannelStdout), io.LimitReader(zeroReader{}, bound(req.Bytes, 16<<30)))
-		if err != nil {
+		return withRequest(op, body, func(req agentproto.SourceRequest) *agentproto.Error {
+			n, err := io.Copy(st.DataWriter(ctx, agentproto.ChannelStdout), io.LimitReader(zeroReader{}, bound(req.Bytes, 16<<30)))
+			if err == nil {
+				sendResult(st, agentproto.CountResult{Bytes: n})
+			}
 			return nil
-		}
-		sendResult(st, agentproto.CountResult{Bytes: n})
-		return nil
+		})
 	}
 	return wsError(agentproto.CodeUnsupported, "the agent does not know the operation %q", op)
 }

@@ -153,32 +153,69 @@ func Call(ctx context.Context, sess *agentproto.Session, op agentproto.Op, body,
 	return RecvResult(ctx, st, out)
 }
 
-// RecvResult reads the result event of a stream (skipping nothing: the
-// next message must be it) into out, then waits for the stream's end.
+// RecvResult reads an operation's result into out and waits for the
+// stream's end. The operation must send no other data.
 func RecvResult(ctx context.Context, st *agentproto.Stream, out any) error {
-	var ev struct {
+	return RecvOutput(ctx, st, out, nil)
+}
+
+// RecvOutput reads a stream to its end: data on ChannelStdout goes to
+// onData (nil: the operation sends none), and the result — in its event,
+// or as JSON on ChannelResult (bounded) when too large for one — into out.
+// Everything comes from the guest and is checked as such.
+func RecvOutput(ctx context.Context, st *agentproto.Stream, out any, onData func([]byte) error) error {
+	var resultData []byte
+	var ev *struct {
 		Event  string          `json:"event"`
 		Result json.RawMessage `json:"result"`
+		OnData bool            `json:"on_data"`
 	}
-	if err := st.RecvEvent(ctx, &ev); err != nil {
-		return err
+	for {
+		m, err := st.Recv(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case ev != nil:
+			return fmt.Errorf("%w: %s after the result", agentproto.ErrProtocol, m.Type)
+		case m.Type == agentproto.FrameEvent:
+			ev = &struct {
+				Event  string          `json:"event"`
+				Result json.RawMessage `json:"result"`
+				OnData bool            `json:"on_data"`
+			}{}
+			if err := json.Unmarshal(m.Data, ev); err != nil || ev.Event != agentproto.EventResult {
+				return fmt.Errorf("%w: expected a result event", agentproto.ErrProtocol)
+			}
+		case m.Channel == agentproto.ChannelResult:
+			if len(resultData)+len(m.Data) > agentproto.MaxResultBytes {
+				return fmt.Errorf("%w: a result over %d bytes", agentproto.ErrProtocol, agentproto.MaxResultBytes)
+			}
+			resultData = append(resultData, m.Data...)
+		case m.Channel == agentproto.ChannelStdout && onData != nil:
+			if err := onData(m.Data); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: unexpected data on channel %d", agentproto.ErrProtocol, m.Channel)
+		}
 	}
-	if ev.Event != agentproto.EventResult {
-		return fmt.Errorf("%w: expected a result, got %q", agentproto.ErrProtocol, ev.Event)
+	if ev == nil {
+		return fmt.Errorf("%w: the stream ended without a result", agentproto.ErrProtocol)
 	}
-	if out != nil && len(ev.Result) > 0 {
-		if err := json.Unmarshal(ev.Result, out); err != nil {
+	raw := ev.Result
+	if ev.OnData {
+		raw = resultData
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
 			return fmt.Errorf("%w: malformed result: %v", agentproto.ErrProtocol, err)
 		}
 	}
-	for {
-		if _, err := st.Recv(ctx); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-	}
+	return nil
 }
 
 // Observe looks at a workspace's supervisor: bootstrap, process identity,
@@ -226,16 +263,4 @@ func KillRunning(st *store.Store, id string) {
 		os.Remove(st.SocketPath(id))
 	}
 	os.Remove(st.Path(id, BootstrapFile))
-}
-
-// RecvResultEnd waits for the end of a stream whose result was read.
-func RecvResultEnd(ctx context.Context, st *agentproto.Stream) error {
-	for {
-		if _, err := st.Recv(ctx); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package env
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 
+	"github.com/pyro-sandbox/pyro/internal/fsutil"
 	"github.com/pyro-sandbox/pyro/internal/errs"
 	"github.com/pyro-sandbox/pyro/internal/progress"
 )
@@ -352,12 +352,21 @@ func (c *Cache) putStream(ctx context.Context, r io.Reader, want Blob, verified 
 		return err
 	}
 	h := sha256.New()
-	var w io.Writer = f
 	if !verified {
-		w = io.MultiWriter(f, h)
+		r = io.TeeReader(r, h)
 	}
-	cw := &countingWriter{ctx: ctx, w: w, progress: progressFn}
-	n, err := io.CopyBuffer(cw, io.LimitReader(r, want.Size+1), make([]byte, 1<<20))
+	var last time.Time
+	n, err := copySparse(ctx, f, io.LimitReader(r, want.Size+1), func(n int64) {
+		if progressFn != nil && time.Since(last) > 100*time.Millisecond {
+			last = time.Now()
+			progressFn(n)
+		}
+	})
+	if err == nil {
+		// Durable before it is named: a crash must not leave a blob in
+		// the store whose bytes never reached the disk.
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -385,28 +394,8 @@ func (c *Cache) installVerified(path string, b Blob) error {
 	if err := os.Chmod(path, 0o444); err != nil {
 		return err
 	}
-	return os.Rename(path, dst)
-}
-
-type countingWriter struct {
-	ctx      context.Context
-	w        io.Writer
-	n        int64
-	progress func(int64)
-	last     time.Time
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+	if err := os.Rename(path, dst); err != nil {
+		return err
 	}
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	if c.progress != nil && time.Since(c.last) > 100*time.Millisecond {
-		c.last = time.Now()
-		c.progress(c.n)
-	}
-	return n, err
+	return fsutil.SyncDir(filepath.Dir(dst))
 }
-
-var _ = bytes.NewReader

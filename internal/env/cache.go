@@ -75,6 +75,11 @@ func (c *Cache) PutFile(path string) (Blob, error) {
 	}
 	h := sha256.New()
 	n, err := io.Copy(h, f)
+	if err == nil {
+		// Durable before it is named (fsync works on a read-only
+		// descriptor): a crash must not leave a named blob without its bytes.
+		err = f.Sync()
+	}
 	f.Close()
 	if err != nil {
 		return Blob{}, err

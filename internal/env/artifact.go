@@ -25,8 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 
-	"github.com/pyro-sandbox/pyro/internal/fsutil"
 	"github.com/pyro-sandbox/pyro/internal/errs"
+	"github.com/pyro-sandbox/pyro/internal/fsutil"
 	"github.com/pyro-sandbox/pyro/internal/progress"
 )
 

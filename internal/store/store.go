@@ -29,6 +29,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pyro-sandbox/pyro/internal/errs"
 	"github.com/pyro-sandbox/pyro/internal/fsutil"
 )
@@ -60,19 +62,55 @@ func (s *Store) WorkspaceDir(id string) string { return filepath.Join(s.Dir, "wo
 // Path of a file of a workspace.
 func (s *Store) Path(id, name string) string { return filepath.Join(s.WorkspaceDir(id), name) }
 
-// SocketPath is a short path for a workspace's supervisor socket (unix
-// socket paths are limited to 107 bytes).
+// maxSocketPath is the longest path a unix socket can be bound at
+// (sun_path holds 108 bytes with the terminating NUL).
+const maxSocketPath = 107
+
+// SocketPath is a short path for a workspace's supervisor socket: under
+// $XDG_RUNTIME_DIR, else under the state directory, else (both too long)
+// in a private directory of /tmp. PrepareSocketDir makes its directory.
 func (s *Store) SocketPath(id string) string {
 	sum := sha256.Sum256([]byte(s.Dir + "\x00" + id))
-	dir := filepath.Join(s.Dir, "run")
-	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
-		dir = filepath.Join(rt, "pyro")
+	name := hex.EncodeToString(sum[:8]) + ".sock"
+	var dirs []string
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" && filepath.IsAbs(rt) {
+		dirs = append(dirs, filepath.Join(rt, "pyro"))
 	}
-	p := filepath.Join(dir, hex.EncodeToString(sum[:8])+".sock")
-	if len(p) > 100 {
-		p = filepath.Join(os.TempDir(), "pyro-"+hex.EncodeToString(sum[:8])+".sock")
+	dirs = append(dirs, filepath.Join(s.Dir, "run"))
+	for _, d := range dirs {
+		if p := filepath.Join(d, name); len(p) <= maxSocketPath {
+			return p
+		}
 	}
-	return p
+	// Not os.TempDir: $TMPDIR can be as long as the paths above.
+	return filepath.Join(privateTmpDir(), name)
+}
+
+// tmpBase is /tmp; tests change it.
+var tmpBase = "/tmp"
+
+func privateTmpDir() string { return filepath.Join(tmpBase, fmt.Sprintf("pyro-%d", os.Geteuid())) }
+
+// PrepareSocketDir makes the directory of a socket path that SocketPath
+// returned. A directory in /tmp must be this user's alone: another user
+// could have made it first to catch the socket.
+func PrepareSocketDir(sock string) error {
+	dir := filepath.Dir(sock)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "", "creating the socket directory %s", dir)
+	}
+	if dir != privateTmpDir() {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() || st.Mode&0o077 != 0 {
+		return errs.New(errs.Unavailable, fmt.Sprintf("remove %s, or set a shorter PYRO_HOME or XDG_RUNTIME_DIR", dir),
+			"%s is not a private directory of this user (owner %d, mode %o)", dir, st.Uid, st.Mode&0o7777)
+	}
+	return nil
 }
 
 // Create makes the directory of a new workspace and writes its first

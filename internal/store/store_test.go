@@ -319,6 +319,10 @@ func TestCleanLeftovers(t *testing.T) {
 
 func TestSocketPath(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "")
+	// A long $TMPDIR must not matter either.
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), strings.Repeat("t", 120)))
+	tmpBase = t.TempDir()
+	defer func() { tmpBase = "/tmp" }()
 	short := &Store{Dir: t.TempDir()}
 	long := &Store{Dir: filepath.Join(t.TempDir(), strings.Repeat("d", 200), strings.Repeat("e", 200))}
 	longRuntime := filepath.Join(t.TempDir(), strings.Repeat("r", 150))
@@ -333,6 +337,7 @@ func TestSocketPath(t *testing.T) {
 		{"long state dir", long, ""},
 		{"runtime dir", short, t.TempDir()},
 		{"long runtime dir", short, longRuntime},
+		{"long runtime and state dirs", long, longRuntime},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("XDG_RUNTIME_DIR", tc.runtime)
@@ -353,7 +358,7 @@ func TestSocketPath(t *testing.T) {
 				t.Errorf("two workspaces share the socket path %q", p)
 			}
 			// It can really be bound.
-			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			if err := PrepareSocketDir(p); err != nil {
 				t.Fatal(err)
 			}
 			ln, err := net.Listen("unix", p)
@@ -367,6 +372,31 @@ func TestSocketPath(t *testing.T) {
 	// The same id in two state directories gets two sockets.
 	if short.SocketPath(id) == long.SocketPath(id) {
 		t.Errorf("two state directories share the socket path %q", short.SocketPath(id))
+	}
+}
+
+func TestPrepareSocketDirRefusesForeignTmpDir(t *testing.T) {
+	tmpBase = t.TempDir()
+	defer func() { tmpBase = "/tmp" }()
+	sock := filepath.Join(privateTmpDir(), "x.sock")
+	// Made first by someone else, or open to others: refused.
+	if err := os.Mkdir(privateTmpDir(), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(privateTmpDir(), 0o777)
+	if err := PrepareSocketDir(sock); err == nil || !strings.Contains(err.Error(), "not a private directory") {
+		t.Fatalf("a world-writable %s was accepted: %v", privateTmpDir(), err)
+	}
+	os.Remove(privateTmpDir())
+	if err := os.Symlink(t.TempDir(), privateTmpDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := PrepareSocketDir(sock); err == nil {
+		t.Fatal("a symlink in place of the private directory was accepted")
+	}
+	os.Remove(privateTmpDir())
+	if err := PrepareSocketDir(sock); err != nil {
+		t.Fatalf("a fresh private directory: %v", err)
 	}
 }
 

@@ -106,7 +106,7 @@ func run(st *store.Store, cache *env.Cache, id string, accel vmm.Accelerator, ag
 	// Bind the socket first: a client that finds the bootstrap file can
 	// connect at once.
 	sock := st.SocketPath(id)
-	if err := os.MkdirAll(dirOf(sock), 0o700); err != nil {
+	if err := store.PrepareSocketDir(sock); err != nil {
 		return err
 	}
 	os.Remove(sock)
@@ -223,15 +223,6 @@ loop:
 		st.Write(id, &rec)
 	}
 	return nil
-}
-
-func dirOf(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[:i]
-		}
-	}
-	return "."
 }
 
 func lastLine(s string) string {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -443,6 +444,13 @@ func (s *Session) Open(ctx context.Context, op Op, body any) (*Stream, error) {
 	if len(s.streams) >= s.cfg.MaxStreams {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("more than %d agent streams open", s.cfg.MaxStreams)
+	}
+	// Ids only grow, so the guest can tell a new stream from a late frame
+	// of a closed one. 2^31 opens is years of a busy session; at the end
+	// the session refuses new streams rather than wrap.
+	if s.lastID >= math.MaxUint32-2 {
+		s.mu.Unlock()
+		return nil, errors.New("the agent session has used all its stream ids; restart the machine")
 	}
 	id := s.lastID + 1
 	if id%2 == 0 {

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -929,6 +930,37 @@ func TestMaxStreams(t *testing.T) {
 		t.Errorf("stream id %d, want 5", c.ID())
 	}
 	close(release)
+}
+
+func TestStreamIDsDoNotWrap(t *testing.T) {
+	verifyNoLeaks(t)
+	host, guest := pair(t, Config{}, Config{}, func(st *Stream, _ Open) {
+		st.CloseSend()
+		recvAll(context.Background(), st)
+	})
+	ctx := testCtx(t)
+	// Both ends as after 2^31 opens.
+	for _, s := range []*Session{host, guest} {
+		s.mu.Lock()
+		s.lastID = math.MaxUint32 - 4
+		s.mu.Unlock()
+	}
+	last, err := host.Open(ctx, OpExec, nil)
+	if err != nil {
+		t.Fatalf("the last id: %v", err)
+	}
+	if last.ID() != math.MaxUint32-2 {
+		t.Fatalf("id %d, want %d", last.ID(), uint32(math.MaxUint32-2))
+	}
+	last.CloseSend()
+	recvAll(ctx, last)
+	if _, err := host.Open(ctx, OpExec, nil); err == nil || !strings.Contains(err.Error(), "stream ids") {
+		t.Fatalf("Open past the last id = %v, want a refusal", err)
+	}
+	// The session itself is still sound.
+	if _, err := host.Ping(ctx); err != nil {
+		t.Fatalf("ping after the refusal: %v", err)
+	}
 }
 
 func TestGuestEnforcesMaxStreams(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -33,6 +34,10 @@ func (c *Cache) BootFiles(m *Manifest, agent string) (kernelPath, initrdPath str
 	initrdPath = filepath.Join(c.Dir, "boot", key+".cpio")
 	kernelPath = c.BlobPath(m.Kernel.Digest)
 	if _, err := os.Stat(initrdPath); err == nil {
+		// The modification time says when it was last used, for
+		// removeStaleBootFiles.
+		now := time.Now()
+		os.Chtimes(initrdPath, now, now)
 		return kernelPath, initrdPath, nil
 	}
 	if err := CheckStatic(agent); err != nil {
@@ -62,7 +67,30 @@ func (c *Cache) BootFiles(m *Manifest, agent string) (kernelPath, initrdPath str
 	if err := os.Rename(tmp.Name(), initrdPath); err != nil {
 		return "", "", err
 	}
+	removeStaleBootFiles(filepath.Dir(initrdPath), time.Now().Add(-staleBootFile))
 	return kernelPath, initrdPath, fsutil.SyncDir(filepath.Dir(initrdPath))
+}
+
+// staleBootFile is how long an initramfs may go unused before a new one
+// replaces it: each pyro binary (every upgrade) gets its own.
+const staleBootFile = 7 * 24 * time.Hour
+
+// removeStaleBootFiles removes the initramfs files of dir last used before
+// cutoff. A VM already booted from one does not need it any more (QEMU
+// reads it at start).
+func removeStaleBootFiles(dir string, cutoff time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) != ".cpio" || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 func appendFile(w io.Writer, path string) error {

@@ -2,6 +2,7 @@ package env
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,7 +110,9 @@ func TestBootFiles(t *testing.T) {
 		t.Errorf("boot/ holds %d entries, want 1 (no temporary files)", len(entries))
 	}
 
-	// Built once: the second call returns the same file untouched.
+	// Built once: the second call returns the same file, marked used.
+	lastWeek := time.Now().Add(-6 * 24 * time.Hour)
+	os.Chtimes(initrd, lastWeek, lastWeek)
 	_, initrd2, err := c.BootFiles(m, agent)
 	if err != nil {
 		t.Fatal(err)
@@ -117,9 +120,21 @@ func TestBootFiles(t *testing.T) {
 	if initrd2 != initrd {
 		t.Errorf("second BootFiles: %s, want %s", initrd2, initrd)
 	}
-	if fi2, err := os.Stat(initrd); err != nil || !fi2.ModTime().Equal(fi.ModTime()) {
+	if fi2, err := os.Stat(initrd); err != nil || !os.SameFile(fi, fi2) {
 		t.Error("the initramfs was rebuilt")
 	}
+
+	// Using it marks it used; one unused for long goes when a new one is
+	// built, one used lately stays.
+	if fi2, _ := os.Stat(initrd); time.Since(fi2.ModTime()) > time.Minute {
+		t.Error("using the initramfs did not mark it used")
+	}
+	stale := filepath.Join(filepath.Dir(initrd), "0123456789abcdef0123456789abcdef.cpio")
+	if err := os.WriteFile(stale, []byte("old"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-staleBootFile - time.Hour)
+	os.Chtimes(stale, old, old)
 
 	// A new pyro binary is a new initramfs.
 	future := time.Now().Add(time.Hour)
@@ -132,6 +147,12 @@ func TestBootFiles(t *testing.T) {
 	}
 	if initrd3 == initrd {
 		t.Error("a changed agent binary got the old initramfs")
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an initramfs unused for %s is still there: %v", staleBootFile, err)
+	}
+	if _, err := os.Stat(initrd); err != nil {
+		t.Errorf("the initramfs used a moment ago was removed: %v", err)
 	}
 
 	// Another environment's modules are another initramfs.

@@ -25,7 +25,7 @@ import (
 //	envs/<name>/manifest.json  an installed environment (written last)
 //	envs/<name>/last-used   touched by each boot
 //	locks/<name>.lock       held while the environment is pulled
-//	boot/<key>.cpio         initramfs files combining modules and agent
+//	boot/<key>.cpio         initramfs files combining modules and agent (mtime: last use)
 //	tmp/                    work in progress; never looks installed
 type Cache struct {
 	Dir string

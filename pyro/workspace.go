@@ -573,15 +573,11 @@ func (c *Client) UpdateWorkspace(ctx context.Context, req WorkspaceUpdateRequest
 		return nil, errs.New(errs.Conflict, "choose another name", "a workspace named %q exists", *req.Name)
 	}
 	st := c.store()
-	lock, err := st.Lock(ctx, id)
+	rec, lock, err := c.lockedRecord(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
-	var rec store.Record
-	if err := st.Read(id, &rec); err != nil {
-		return nil, err
-	}
 	if req.Name != nil {
 		rec.Name = *req.Name
 	}
@@ -597,10 +593,10 @@ func (c *Client) UpdateWorkspace(ctx context.Context, req WorkspaceUpdateRequest
 	if len(rec.Labels) > MaxLabels {
 		return nil, errs.New(errs.Invalid, "clear some labels first", "more than %d labels", MaxLabels)
 	}
-	if err := st.Write(id, &rec); err != nil {
+	if err := st.Write(id, rec); err != nil {
 		return nil, err
 	}
-	return workspacePayload(&rec), nil
+	return workspacePayload(rec), nil
 }
 
 // DeleteRequest deletes a workspace.
@@ -681,6 +677,22 @@ func (c *Client) stopSupervisor(ctx context.Context, id string, force, discard b
 	return nil
 }
 
+// lockedRecord takes a workspace's lock and reads its record under it.
+// The caller unlocks.
+func (c *Client) lockedRecord(ctx context.Context, id string) (*store.Record, *fsutil.Lock, error) {
+	st := c.store()
+	lock, err := st.Lock(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rec store.Record
+	if err := st.Read(id, &rec); err != nil {
+		lock.Unlock()
+		return nil, nil, err
+	}
+	return &rec, lock, nil
+}
+
 // StopWorkspace stops a workspace's VM, keeping its disk.
 func (c *Client) StopWorkspace(ctx context.Context, ref string) (*Workspace, error) {
 	id, err := c.resolve(ref)
@@ -691,21 +703,17 @@ func (c *Client) StopWorkspace(ctx context.Context, ref string) (*Workspace, err
 		return nil, err
 	}
 	st := c.store()
-	lock, err := st.Lock(ctx, id)
+	rec, lock, err := c.lockedRecord(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
-	var rec store.Record
-	if err := st.Read(id, &rec); err != nil {
-		return nil, err
-	}
 	rec.State = store.StateStopped
 	rec.LastError = ""
-	if err := st.Write(id, &rec); err != nil {
+	if err := st.Write(id, rec); err != nil {
 		return nil, err
 	}
-	return workspacePayload(&rec), nil
+	return workspacePayload(rec), nil
 }
 
 // StartWorkspace boots a stopped workspace again with the same disk.

@@ -704,26 +704,22 @@ func (c *Client) ResetWorkspace(ctx context.Context, req ResetRequest) (*Workspa
 		return nil, err
 	}
 	st := c.store()
-	lock, err := st.Lock(ctx, id)
+	rec, lock, err := c.lockedRecord(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
-	var rec store.Record
-	if err := st.Read(id, &rec); err != nil {
-		return nil, err
-	}
 	c.opts.Progress.Phase("reset", "workspace_id", id)
 	fail := func(err error) (*Workspace, error) {
 		supervisor.KillRunning(st, id)
 		rec.State, rec.LastError = store.StateFailed, "reset failed: "+err.Error()
-		st.Write(id, &rec)
+		st.Write(id, rec)
 		return nil, err
 	}
 	if err := makeDisk(ctx, st.Path(id, supervisor.DiskFile), rec.DiskBytes); err != nil {
 		return fail(err)
 	}
-	if err := c.spawn(ctx, &rec, agent); err != nil {
+	if err := c.spawn(ctx, rec, agent); err != nil {
 		return fail(err)
 	}
 	sess, err := c.dial(ctx, id)
@@ -748,10 +744,10 @@ func (c *Client) ResetWorkspace(ctx context.Context, req ResetRequest) (*Workspa
 	rec.CommandCount, rec.LastCommand = 0, nil
 	rec.Generation++
 	rec.LastActivity = time.Now().UTC()
-	if err := st.Write(id, &rec); err != nil {
+	if err := st.Write(id, rec); err != nil {
 		return nil, err
 	}
-	return workspacePayload(&rec), nil
+	return workspacePayload(rec), nil
 }
 
 // WorkspaceLogs is a workspace's command history.

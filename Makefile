@@ -7,14 +7,18 @@ BIN     := bin/pyro
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/pyro-sandbox/pyro/internal/buildinfo.version=$(VERSION)
 GOFLAGS_BUILD := -trimpath -tags netgo,osusergo -ldflags '$(LDFLAGS)'
+GOFLAGS_BUILD_EMBED := -trimpath -tags netgo,osusergo,guestbin -ldflags '$(LDFLAGS)'
+GUEST_BIN := internal/guestbin/pyro-guest
 
 .PHONY: all build deps deps-test quickstart test unit e2e bench fuzz vet fmt clean
 
 all: build
 
-# The static pyro binary: the host CLI and the guest's init in one.
+# The static pyro binary: the host CLI, with the guest's init and agent
+# (cmd/pyro-guest, the same source without the host's packages) embedded.
 build:
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/pyro
+	$(GO) build $(GOFLAGS_BUILD) -o $(GUEST_BIN) ./cmd/pyro-guest
+	$(GO) build $(GOFLAGS_BUILD_EMBED) -o $(BIN) ./cmd/pyro
 
 deps:
 	./scripts/install-host-deps.sh
@@ -58,4 +62,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin
+	rm -rf bin $(GUEST_BIN)

@@ -57,6 +57,18 @@ func TestRunGitVersion(t *testing.T) {
 	}
 }
 
+// A pyro built without the embedded guest build (go install, go build)
+// boots itself as the guest's init; the same command works either way.
+func TestRunWithThePyroBinaryAsInit(t *testing.T) {
+	r := pyro(t, []string{"PYRO_AGENT_BINARY=" + pyroBin}, "run", "debian:12", "--", "git", "--version")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if !strings.HasPrefix(r.stdout, "git version 2.") {
+		t.Errorf("stdout %q, want git's version", r.stdout)
+	}
+}
+
 func TestRunJSONResult(t *testing.T) {
 	var res runResult
 	r := pyroJSON(t, &res, nil, "run", "debian:12", "--json", "--", "sh", "-c", "echo out; echo err >&2; exit 3")

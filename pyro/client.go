@@ -7,6 +7,7 @@ import (
 
 	"github.com/pyro-sandbox/pyro/internal/env"
 	"github.com/pyro-sandbox/pyro/internal/errs"
+	"github.com/pyro-sandbox/pyro/internal/guestbin"
 	"github.com/pyro-sandbox/pyro/internal/progress"
 	"github.com/pyro-sandbox/pyro/internal/vmm"
 	"github.com/pyro-sandbox/pyro/internal/vmm/qemu"
@@ -21,8 +22,9 @@ type Options struct {
 	// else $XDG_DATA_HOME/pyro, else ~/.local/share/pyro.
 	StateDir string
 	// AgentBinary is the static pyro binary booted as the guest's init.
-	// Default: $PYRO_AGENT_BINARY, else this program when it is pyro, else
-	// "pyro" from PATH.
+	// Default: $PYRO_AGENT_BINARY, else, when this program is pyro, the
+	// guest build embedded in it (written to the cache) or this program
+	// itself, else "pyro" from PATH.
 	AgentBinary string
 	// Progress receives phase lines and progress of long work; nil
 	// discards them.
@@ -93,6 +95,9 @@ func (c *Client) agentBinary() (string, error) {
 		return p, nil
 	}
 	if selfIsPyro {
+		if b := guestbin.Binary(); b != nil {
+			return c.cache.GuestBuild(b)
+		}
 		if p, err := os.Executable(); err == nil {
 			return p, nil
 		}

@@ -128,6 +128,8 @@ func (c *Client) Doctor(ctx context.Context, req DoctorRequest) (*DoctorReport, 
 		add("agent", "FAIL", err.Error(), HintOf(err))
 	} else if err := env.CheckStatic(agent); err != nil {
 		add("agent", "FAIL", err.Error(), HintOf(err))
+	} else if c.cache.IsGuestBuild(agent) {
+		add("agent", "PASS", "the guest build embedded in this pyro ("+agent+") is the guest's init", "")
 	} else {
 		add("agent", "PASS", agent+" is static and can be the guest's init", "")
 	}

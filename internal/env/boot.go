@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,9 +28,14 @@ func (c *Cache) BootFiles(m *Manifest, agent string) (kernelPath, initrdPath str
 		return "", "", errs.Wrap(errs.Unavailable, err, "reinstall pyro", "the pyro binary for the guest is missing")
 	}
 	// The binary is identified by what stat says of it, not by hashing its
-	// megabytes on every boot.
+	// megabytes on every boot; a guest build is named by its digest, and
+	// its modification time only says when it was last used.
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%d:%d:%d:%d.%d\n", m.Modules.Digest, agent, st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+	if c.IsGuestBuild(agent) {
+		fmt.Fprintf(h, "%s\n%s\n", m.Modules.Digest, filepath.Base(agent))
+	} else {
+		fmt.Fprintf(h, "%s\n%s\n%d:%d:%d:%d.%d\n", m.Modules.Digest, agent, st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+	}
 	key := hex.EncodeToString(h.Sum(nil))[:32]
 	initrdPath = filepath.Join(c.Dir, "boot", key+".cpio")
 	kernelPath = c.BlobPath(m.Kernel.Digest)
@@ -67,7 +73,7 @@ func (c *Cache) BootFiles(m *Manifest, agent string) (kernelPath, initrdPath str
 	if err := os.Rename(tmp.Name(), initrdPath); err != nil {
 		return "", "", err
 	}
-	removeStaleBootFiles(filepath.Dir(initrdPath), time.Now().Add(-staleBootFile))
+	removeStaleBootFiles(filepath.Dir(initrdPath), time.Now().Add(-staleBootFile), agent)
 	return kernelPath, initrdPath, fsutil.SyncDir(filepath.Dir(initrdPath))
 }
 
@@ -75,16 +81,18 @@ func (c *Cache) BootFiles(m *Manifest, agent string) (kernelPath, initrdPath str
 // replaces it: each pyro binary (every upgrade) gets its own.
 const staleBootFile = 7 * 24 * time.Hour
 
-// removeStaleBootFiles removes the initramfs files of dir last used before
-// cutoff. A VM already booted from one does not need it any more (QEMU
-// reads it at start).
-func removeStaleBootFiles(dir string, cutoff time.Time) {
+// removeStaleBootFiles removes the initramfs files and guest builds of dir
+// last used before cutoff, except keep. A VM already booted from one does
+// not need it any more (QEMU reads it at start).
+func removeStaleBootFiles(dir string, cutoff time.Time, keep string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		if filepath.Ext(e.Name()) != ".cpio" || !e.Type().IsRegular() {
+		name := e.Name()
+		bootFile := filepath.Ext(name) == ".cpio" || strings.HasPrefix(name, guestBuildPrefix)
+		if !bootFile || !e.Type().IsRegular() || filepath.Join(dir, name) == keep {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
@@ -120,4 +128,51 @@ func CheckStatic(path string) error {
 		}
 	}
 	return nil
+}
+
+// guestBuildPrefix starts the name of a guest build in boot/; its digest
+// follows.
+const guestBuildPrefix = "pyro-guest-"
+
+// GuestBuild returns the path of bin, the guest build embedded in this
+// pyro, under boot/, writing it there first if it is missing. The file is
+// named by bin's digest and never rewritten; each call marks it used.
+func (c *Cache) GuestBuild(bin []byte) (string, error) {
+	sum := sha256.Sum256(bin)
+	path := filepath.Join(c.Dir, "boot", guestBuildPrefix+hex.EncodeToString(sum[:16]))
+	if fi, err := os.Stat(path); err == nil && fi.Size() == int64(len(bin)) {
+		now := time.Now()
+		os.Chtimes(path, now, now)
+		return path, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "set PYRO_ENV_CACHE to a writable directory", "writing pyro's guest build")
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".guest-*")
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "set PYRO_ENV_CACHE to a writable directory", "writing pyro's guest build")
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(bin)
+	if err == nil {
+		err = tmp.Chmod(0o555)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "check the free space of "+c.Dir, "writing pyro's guest build")
+	}
+	return path, fsutil.SyncDir(filepath.Dir(path))
+}
+
+// IsGuestBuild says whether path is a guest build GuestBuild wrote.
+func (c *Cache) IsGuestBuild(path string) bool {
+	return filepath.Dir(path) == filepath.Join(c.Dir, "boot") && strings.HasPrefix(filepath.Base(path), guestBuildPrefix)
 }

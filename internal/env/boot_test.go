@@ -183,3 +183,72 @@ func TestBootFilesRefuses(t *testing.T) {
 		t.Errorf("refused BootFiles left %d files in boot/", len(entries))
 	}
 }
+
+func TestGuestBuild(t *testing.T) {
+	c := newCache(t)
+	m := install(t, c, "debian:12", "a")
+	bin, err := os.ReadFile(buildStatic(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	path, err := c.GuestBuild(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, bin) {
+		t.Fatalf("the guest build at %s is not the embedded bytes (%v)", path, err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o555 {
+		t.Errorf("guest build mode %v, want 0555", fi.Mode().Perm())
+	}
+	_, initrd, err := c.BootFiles(m, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Each use marks it used; that does not make a new initramfs.
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(path, old, old)
+	path2, err := c.GuestBuild(bin)
+	if err != nil || path2 != path {
+		t.Fatalf("second GuestBuild = %s, %v; want %s", path2, err, path)
+	}
+	if fi, _ := os.Stat(path); time.Since(fi.ModTime()) > time.Minute {
+		t.Error("GuestBuild did not mark the build used")
+	}
+	if _, initrd2, err := c.BootFiles(m, path); err != nil || initrd2 != initrd {
+		t.Errorf("BootFiles after a use of the guest build = %s, %v; want %s", initrd2, err, initrd)
+	}
+
+	// A truncated file (a crash before the rename cannot leave one, a
+	// hand can) is written again.
+	os.Chmod(path, 0o644)
+	os.WriteFile(path, bin[:10], 0o555)
+	if _, err := c.GuestBuild(bin); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, bin) {
+		t.Error("a truncated guest build was not replaced")
+	}
+
+	// Another build is another file; the one unused for long goes when a
+	// new initramfs is built, the one in use stays.
+	other := append(append([]byte(nil), bin...), 0)
+	otherPath, err := c.GuestBuild(other)
+	if err != nil || otherPath == path {
+		t.Fatalf("GuestBuild of other bytes = %s, %v", otherPath, err)
+	}
+	stale := time.Now().Add(-staleBootFile - time.Hour)
+	os.Chtimes(otherPath, stale, stale)
+	os.Chtimes(path, stale, stale)
+	if _, _, err := c.BootFiles(install(t, c, "debian:12-base", "b"), path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(otherPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a guest build unused for %s is still there: %v", staleBootFile, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the guest build being booted was removed: %v", err)
+	}
+}

@@ -26,6 +26,7 @@ import (
 //	envs/<name>/last-used   touched by each boot
 //	locks/<name>.lock       held while the environment is pulled
 //	boot/<key>.cpio         initramfs files combining modules and agent (mtime: last use)
+//	boot/pyro-guest-<hex>   the guest build embedded in pyro (mtime: last use)
 //	tmp/                    work in progress; never looks installed
 type Cache struct {
 	Dir string

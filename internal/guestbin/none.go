@@ -1,0 +1,5 @@
+//go:build !guestbin
+
+package guestbin
+
+var binary []byte

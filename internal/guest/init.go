@@ -74,6 +74,7 @@ func boot() error {
 		}
 	}
 	step("root")
+	go prefetch(prefetchFiles)
 	if err := mountLate(); err != nil {
 		return err
 	}
@@ -331,4 +332,32 @@ func powerOff() {
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	os.Exit(1)
+}
+
+// prefetchFiles are what nearly every first command reads: the dynamic
+// loader (glibc's, musl's), its cache, the C library, and the shell that
+// runs the MCP server's commands.
+var prefetchFiles = []string{
+	"/bin/sh",
+	"/etc/ld.so.cache",
+	"/lib64/ld-linux-x86-64.so.2",
+	"/lib/x86_64-linux-gnu/libc.so.6",
+	"/usr/lib/x86_64-linux-gnu/libc.so.6",
+	"/lib/ld-musl-x86_64.so.1",
+}
+
+// prefetch asks the kernel to read files into the page cache while init
+// finishes: the reads then overlap init's own work and the host's first
+// request instead of stalling the first command (a cold read through
+// virtio-blk waits ~1 ms a request under TCG). It only starts reads
+// (FADV_WILLNEED) and does not wait for them; missing files are skipped.
+func prefetch(paths []string) {
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
+		f.Close()
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pyro-sandbox/pyro/internal/agentproto"
 	"github.com/pyro-sandbox/pyro/internal/env"
 	"github.com/pyro-sandbox/pyro/internal/errs"
+	"github.com/pyro-sandbox/pyro/internal/guestbin"
 	"github.com/pyro-sandbox/pyro/internal/host"
 	"github.com/pyro-sandbox/pyro/internal/store"
 	"github.com/pyro-sandbox/pyro/internal/vm"
@@ -84,7 +85,9 @@ func Main(args []string) int {
 	signal.Notify(term, syscall.SIGTERM)
 
 	st := &store.Store{Dir: *stateDir}
-	err := run(st, &env.Cache{Dir: *cacheDir}, *id, vmm.Accelerator(*accel), *agent, *bootTimeout, logger, report, term)
+	cache := &env.Cache{Dir: *cacheDir}
+	self, _ := os.Executable()
+	err := run(st, cache, *id, vmm.Accelerator(*accel), guestInit(cache, *agent, self, guestbin.Binary()), *bootTimeout, logger, report, term)
 	if err != nil {
 		logger.Printf("ended: %v", err)
 		var e *errs.Error
@@ -95,6 +98,26 @@ func Main(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// guestInit returns the program the guest boots as init. A client that is
+// not the pyro command (a Go program using the SDK) names the pyro binary
+// itself; when that is self, the running binary, and self embeds a guest
+// build (bin), the guest build boots instead, as it does for the pyro
+// command.
+func guestInit(cache *env.Cache, agent, self string, bin []byte) string {
+	if bin == nil || self == "" {
+		return agent
+	}
+	a, err1 := os.Stat(agent)
+	b, err2 := os.Stat(self)
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		return agent
+	}
+	if p, err := cache.GuestBuild(bin); err == nil {
+		return p
+	}
+	return agent
 }
 
 func run(st *store.Store, cache *env.Cache, id string, accel vmm.Accelerator, agent string, bootTimeout time.Duration,

@@ -145,31 +145,14 @@ func (c *Cache) GuestBuild(bin []byte) (string, error) {
 		os.Chtimes(path, now, now)
 		return path, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return "", errs.Wrap(errs.Unavailable, err, "set PYRO_ENV_CACHE to a writable directory", "writing pyro's guest build")
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".guest-*")
-	if err != nil {
-		return "", errs.Wrap(errs.Unavailable, err, "set PYRO_ENV_CACHE to a writable directory", "writing pyro's guest build")
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(bin)
+	err := os.MkdirAll(filepath.Dir(path), 0o755)
 	if err == nil {
-		err = tmp.Chmod(0o555)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = fsutil.WriteFileAtomic(path, bin, 0o555)
 	}
 	if err != nil {
-		return "", errs.Wrap(errs.Unavailable, err, "check the free space of "+c.Dir, "writing pyro's guest build")
+		return "", errs.Wrap(errs.Unavailable, err, "check that "+c.Dir+" is writable and has free space, or set PYRO_ENV_CACHE", "writing pyro's guest build")
 	}
-	return path, fsutil.SyncDir(filepath.Dir(path))
+	return path, nil
 }
 
 // IsGuestBuild says whether path is a guest build GuestBuild wrote.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -427,4 +428,103 @@ func TestWorkspaceBadInput(t *testing.T) {
 		assertNoVMLeft(t)
 	})
 	_ = ws
+}
+
+// Without QEMU, and only with --allow-host-compat, a workspace's agent runs
+// on the host in namespaces; its writable layer is the same disk as a VM's,
+// on a loop device, so it lives through stop and start, and goes with
+// delete.
+func TestWorkspaceHostCompat(t *testing.T) {
+	bin := t.TempDir() // a PATH with mkfs.ext4 and without QEMU
+	must(t, os.Symlink("/usr/sbin/mkfs.ext4", filepath.Join(bin, "mkfs.ext4")))
+	env := append(wsEnv(t), "PATH="+bin)
+	state := strings.TrimPrefix(env[0], "PYRO_HOME=")
+
+	r := pyroWS(t, env, "workspace", "create", "debian:12")
+	if r.code != 1 || !strings.Contains(r.stderr, "--allow-host-compat") {
+		t.Errorf("create without the flag: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	ws := createWorkspace(t, env, "--allow-host-compat", "--seed-path", makeSeed(t))
+	if ws.ExecutionMode != "host_compat" {
+		t.Fatalf("execution_mode %q, want host_compat", ws.ExecutionMode)
+	}
+	id := ws.WorkspaceID
+
+	var ex execJSON
+	pyroWSJSON(t, &ex, env, "workspace", "exec", id, "--json", "--", "sh", "-c",
+		"cat /etc/debian_version; echo $$; echo new > notes.txt; rm run.sh")
+	lines := strings.Split(strings.TrimSpace(ex.Stdout), "\n")
+	// Debian 12's root, and a PID namespace of its own (a low pid).
+	if ex.ExitCode != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "12.") || len(lines[1]) > 3 {
+		t.Fatalf("exec: %+v", ex)
+	}
+	if r := pyroWS(t, env, "workspace", "stop", id); r.code != 0 {
+		t.Fatalf("stop: exit %d\n%s", r.code, r.stderr)
+	}
+	if devs := loopDevicesOf(t, state); len(devs) != 0 {
+		t.Errorf("loop devices still attached to the stopped workspace's disk: %v", devs)
+	}
+	if r := pyroWS(t, env, "workspace", "start", id); r.code != 0 {
+		t.Fatalf("start: exit %d\n%s", r.code, r.stderr)
+	}
+	var diff diffJSON
+	pyroWSJSON(t, &diff, env, "workspace", "diff", id, "--json")
+	if !diff.Changed || diff.Summary.Added != 1 || diff.Summary.Deleted != 1 || diff.Summary.Modified != 0 {
+		t.Errorf("diff after stop and start: %+v", diff.Summary)
+	}
+	if r := pyroWS(t, env, "workspace", "reset", id); r.code != 0 {
+		t.Fatalf("reset: exit %d\n%s", r.code, r.stderr)
+	}
+	pyroWSJSON(t, &ex, env, "workspace", "exec", id, "--json", "--", "sh", "-c", "ls; cat README.md")
+	if ex.Stdout != "README.md\napp-link\nempty\nlogo.bin\nrun.sh\nsrc\n# demo\n" {
+		t.Errorf("after reset: %q", ex.Stdout)
+	}
+	if r := pyroWS(t, env, "workspace", "delete", id); r.code != 0 {
+		t.Fatalf("delete: exit %d\n%s", r.code, r.stderr)
+	}
+	if devs := loopDevicesOf(t, state); len(devs) != 0 {
+		t.Errorf("loop devices left attached after delete: %v", devs)
+	}
+	if pids := processesWithEnv("PYRO_HOSTCOMPAT_AGENT=1"); len(pids) != 0 {
+		t.Errorf("host-compat agents left running: %v", pids)
+	}
+}
+
+// loopDevicesOf lists the loop devices whose backing file is under dir.
+func loopDevicesOf(t *testing.T, dir string) []string {
+	t.Helper()
+	var devs []string
+	// The kernel detaches an autoclear device a moment after its last
+	// user goes.
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		devs = devs[:0]
+		files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), dir) {
+				devs = append(devs, f)
+			}
+		}
+		if len(devs) == 0 || time.Now().After(deadline) {
+			return devs
+		}
+	}
+}
+
+// processesWithEnv lists the processes whose environment holds kv.
+func processesWithEnv(kv string) []int {
+	var pids []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "environ"))
+		if err != nil {
+			continue
+		}
+		for _, e := range strings.Split(string(b), "\x00") {
+			if e == kv {
+				pid, _ := strconv.Atoi(filepath.Base(d))
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/pyro-sandbox/pyro/internal/agentproto"
 	"github.com/pyro-sandbox/pyro/internal/env"
 	"github.com/pyro-sandbox/pyro/internal/errs"
+	"github.com/pyro-sandbox/pyro/internal/store"
 	"github.com/pyro-sandbox/pyro/internal/vm"
 )
 
@@ -93,7 +94,7 @@ type RunResult struct {
 const (
 	ModeGuestVsock  = "guest_vsock"
 	ModeGuestSerial = "guest_serial"
-	ModeHostCompat  = "host_compat"
+	ModeHostCompat  = store.ModeHostCompat
 )
 
 // ExitCodeTimeout is the exit code of a command that ran out of time.

@@ -17,6 +17,7 @@ import (
 	"github.com/pyro-sandbox/pyro/internal/seed"
 	"github.com/pyro-sandbox/pyro/internal/store"
 	"github.com/pyro-sandbox/pyro/internal/supervisor"
+	"github.com/pyro-sandbox/pyro/internal/vmm/hostcompat"
 )
 
 // Workspace defaults and bounds.
@@ -192,15 +193,23 @@ func (c *Client) CreateWorkspace(ctx context.Context, req WorkspaceCreateRequest
 			return nil, err
 		}
 	}
+	// Without QEMU, and only when the caller allowed it, the workspace's
+	// agent runs on the host in namespaces (see package vmm/hostcompat).
+	mode, accelerator := ModeGuestSerial, ""
 	if err := c.checkRuntime(); err != nil {
-		if req.AllowHostCompat {
-			return nil, errs.New(errs.Unavailable, "install QEMU: workspaces need a VM", "host-compat mode runs one-shot commands only; %v", err)
+		if !req.AllowHostCompat {
+			return nil, err
 		}
-		return nil, err
-	}
-	d, err := c.accelerator(ctx, m)
-	if err != nil {
-		return nil, err
+		if err := hostcompat.Check(); err != nil {
+			return nil, err
+		}
+		mode = ModeHostCompat
+	} else {
+		d, err := c.accelerator(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		accelerator = string(d.Accel)
 	}
 	agent, err := c.agentBinary()
 	if err != nil {
@@ -229,9 +238,9 @@ func (c *Client) CreateWorkspace(ctx context.Context, req WorkspaceCreateRequest
 	now := time.Now().UTC()
 	rec := &store.Record{
 		ID: id, Name: req.Name, Labels: req.Labels, Environment: m.Name, State: store.StateCreated,
-		ExecutionMode: ModeGuestSerial, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, NetworkPolicy: "off",
+		ExecutionMode: mode, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, NetworkPolicy: "off",
 		Seed: store.Seed{Mode: seed.ModeEmpty}, Secrets: []store.Secret{}, CreatedAt: now, LastActivity: now,
-		TTLSeconds: req.TTLSeconds, Manifest: *m, Accelerator: string(d.Accel), DiskBytes: DefaultWorkspaceDiskMiB << 20,
+		TTLSeconds: req.TTLSeconds, Manifest: *m, Accelerator: accelerator, DiskBytes: DefaultWorkspaceDiskMiB << 20,
 	}
 	if src != nil {
 		rec.Seed = store.Seed{Mode: src.Mode, SeedPath: req.SeedPath}
@@ -253,7 +262,11 @@ func (c *Client) CreateWorkspace(ctx context.Context, req WorkspaceCreateRequest
 	if err := makeDisk(ctx, st.Path(id, supervisor.DiskFile), rec.DiskBytes); err != nil {
 		return nil, err
 	}
-	rep.Phase("start", "workspace_id", id, "accelerator", string(d.Accel))
+	if mode == ModeHostCompat {
+		rep.Phase("start", "workspace_id", id, "backend", "hostcompat")
+	} else {
+		rep.Phase("start", "workspace_id", id, "accelerator", accelerator)
+	}
 	undo = append(undo, func() { supervisor.KillRunning(st, id) })
 	if err := c.spawn(ctx, rec, agent); err != nil {
 		return nil, err

@@ -13,6 +13,9 @@ const (
 	EnvHostCompat     = "PYRO_HOSTCOMPAT_AGENT" // set: this process is a host-compat agent
 	EnvHostCompatRoot = "PYRO_HOSTCOMPAT_ROOT"  // the extracted root filesystem
 	EnvHostCompatWork = "PYRO_HOSTCOMPAT_WORK"  // an empty directory to stage mounts in
+	// EnvHostCompatLayer names a workspace's layer disk (an ext4 image): it
+	// holds the writable layer, as in a VM. Unset: a tmpfs, gone at exit.
+	EnvHostCompatLayer = "PYRO_HOSTCOMPAT_LAYER"
 )
 
 // HostCompatMain is the agent on the host, as PID 1 of fresh namespaces:
@@ -36,15 +39,33 @@ func hostCompat() error {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
 	if err := unix.Mount("tmpfs", work, "tmpfs", 0, "mode=0755"); err != nil {
-		return fmt.Errorf("mounting the writable layer: %w", err)
+		return fmt.Errorf("mounting a staging tmpfs: %w", err)
 	}
-	root := filepath.Join(work, "root")
-	for _, d := range []string{root, work + "/upper", work + "/work"} {
+	root, layer := filepath.Join(work, "root"), filepath.Join(work, "layer")
+	for _, d := range []string{root, layer} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, work, work)
+	if image := os.Getenv(EnvHostCompatLayer); image != "" {
+		loop, err := attachLoop(image)
+		if err != nil {
+			return fmt.Errorf("attaching the workspace disk %s: %w", image, err)
+		}
+		err = unix.Mount(loop.Name(), layer, "ext4", unix.MS_NOSUID|unix.MS_NODEV, "")
+		loop.Close() // the mount holds the device now
+		if err != nil {
+			return fmt.Errorf("mounting the workspace disk %s: %w", image, err)
+		}
+	} else if err := unix.Mount("tmpfs", layer, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("mounting the writable layer: %w", err)
+	}
+	for _, d := range []string{layer + "/upper", layer + "/work"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, layer, layer)
 	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mounting the root overlay: %w", err)
 	}
@@ -72,6 +93,17 @@ func hostCompat() error {
 		return err
 	}
 	os.Symlink("pts/ptmx", root+"/dev/ptmx")
+	// The layer goes under /run, out of /workspace and out of the overlay,
+	// where the workspace operations keep the baseline (as in a VM).
+	if err := mountAll([]mountSpec{{"tmpfs", root + "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"}}); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(root+LayerDir, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount(layer, root+LayerDir, "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving the writable layer into the new root: %w", err)
+	}
 	// pivot_root rather than chroot: the old root is detached entirely.
 	if err := unix.Chdir(root); err != nil {
 		return err
@@ -87,9 +119,11 @@ func hostCompat() error {
 	}
 	if err := mountAll([]mountSpec{
 		{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
-		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
 		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
 	}); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(WorkspaceDir, 0o755); err != nil {
 		return err
 	}
 	unix.Sethostname([]byte("pyro"))
@@ -97,4 +131,45 @@ func hostCompat() error {
 	conn := os.NewFile(3, "agent")
 	a := &agent{reaper: newReaper(), env: baseEnv}
 	return a.serve(conn)
+}
+
+// attachLoop attaches image to a free loop device and returns the device,
+// open. The device detaches itself when its last user goes
+// (LO_FLAGS_AUTOCLEAR): so the caller mounts it before closing it, and it
+// goes when this mount namespace ends with the agent.
+func attachLoop(image string) (*os.File, error) {
+	img, err := os.OpenFile(image, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("host-compat workspaces need loop devices: %w", err)
+	}
+	defer ctl.Close()
+	// Another process may take the free device between the two calls;
+	// then ask again.
+	for range 8 {
+		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return nil, fmt.Errorf("finding a free loop device: %w", err)
+		}
+		dev := fmt.Sprintf("/dev/loop%d", n)
+		f, err := os.OpenFile(dev, os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
+		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
+		err = unix.IoctlLoopConfigure(int(f.Fd()), &cfg)
+		if err == nil {
+			return f, nil
+		}
+		f.Close()
+		if err != unix.EBUSY {
+			return nil, fmt.Errorf("configuring %s: %w", dev, err)
+		}
+	}
+	return nil, fmt.Errorf("no free loop device")
 }

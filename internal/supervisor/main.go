@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/pyro-sandbox/pyro/internal/store"
 	"github.com/pyro-sandbox/pyro/internal/vm"
 	"github.com/pyro-sandbox/pyro/internal/vmm"
+	"github.com/pyro-sandbox/pyro/internal/vmm/hostcompat"
 	"github.com/pyro-sandbox/pyro/internal/vmm/qemu"
 )
 
@@ -151,12 +153,18 @@ func run(st *store.Store, cache *env.Cache, id string, accel vmm.Accelerator, ag
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var backend vmm.Backend = &qemu.Backend{}
+	if rec.ExecutionMode == store.ModeHostCompat {
+		// The layer disk is attached to a loop device in the agent's
+		// mount namespace instead of a VM's virtio-blk.
+		backend = &hostcompat.Backend{Agent: agent, RootfsCache: filepath.Join(cache.Dir, "hostcompat")}
+	}
 	v, err := vm.Boot(ctx, vm.Options{
 		ID:          id,
 		Manifest:    &rec.Manifest,
 		Cache:       cache,
 		Agent:       agent,
-		Backend:     &qemu.Backend{},
+		Backend:     backend,
 		Accel:       accel,
 		VCPUs:       rec.VCPUCount,
 		MemMiB:      rec.MemMiB,

@@ -30,6 +30,7 @@ const (
 	EnvAgent = guest.EnvHostCompat
 	EnvRoot  = guest.EnvHostCompatRoot
 	EnvWork  = guest.EnvHostCompatWork
+	EnvLayer = guest.EnvHostCompatLayer
 )
 
 // Backend starts host-compat agents.
@@ -68,7 +69,9 @@ func debugfs() (string, error) {
 }
 
 // Start implements vmm.Backend. spec.Disks[0] is the root filesystem image;
-// the kernel and initramfs are not used.
+// spec.Disks[1], if there is one, is a workspace's layer disk, attached to
+// a loop device inside the agent's mount namespace; the kernel and
+// initramfs are not used.
 func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error) {
 	if err := Check(); err != nil {
 		return nil, err
@@ -93,6 +96,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 	m := &machine{agent: hostEnd, work: work, diag: &vmm.Ring{Size: 16 << 10}}
 	cmd := exec.Command(b.Agent)
 	cmd.Env = []string{EnvAgent + "=1", EnvRoot + "=" + root, EnvWork + "=" + work, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if len(spec.Disks) > 1 {
+		cmd.Env = append(cmd.Env, EnvLayer+"="+spec.Disks[1].Path)
+	}
 	cmd.ExtraFiles = []*os.File{agentEnd} // fd 3
 	cmd.Stdout, cmd.Stderr = m.diag, m.diag
 	cmd.SysProcAttr = &syscall.SysProcAttr{

@@ -300,7 +300,7 @@ type wsCreateIn struct {
 	VCPUCount       int               `json:"vcpu_count,omitempty" jsonschema:"virtual CPUs (default 1)"`
 	MemMiB          int               `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default 1024)"`
 	TTLSeconds      int               `json:"ttl_seconds,omitempty" jsonschema:"delete the workspace after this many seconds without activity (default 3600)"`
-	AllowHostCompat bool              `json:"allow_host_compat,omitempty" jsonschema:"accepted for compatibility; workspaces always need a VM"`
+	AllowHostCompat bool              `json:"allow_host_compat,omitempty" jsonschema:"when no VM can boot, run the workspace on the host inside namespaces instead of failing"`
 }
 
 type wsUpdateIn struct {

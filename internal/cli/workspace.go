@@ -149,7 +149,7 @@ func (a *app) wsCreateCommand() *cobra.Command {
 	f.StringVar(&req.NetworkPolicy, "network-policy", "off", "off, egress or egress+published-ports")
 	f.StringArrayVar(&secrets, "secret", nil, "NAME=VALUE secret (repeat)")
 	f.StringArrayVar(&secretFiles, "secret-file", nil, "NAME=PATH secret read from a file (repeat)")
-	f.BoolVar(&req.AllowHostCompat, "allow-host-compat", false, "allow running without a VM (not available for workspaces)")
+	f.BoolVar(&req.AllowHostCompat, "allow-host-compat", false, "when no VM can boot, run the workspace on the host inside namespaces")
 	f.BoolVar(&idOnly, "id-only", false, "print only the new workspace's id")
 	f.BoolVar(&asJSON, "json", false, "print the workspace as JSON")
 	return cmd

@@ -19,11 +19,15 @@ const (
 // baseCmdline is what every guest kernel gets. quiet keeps the slow
 // emulated serial port out of the boot path; panic=-1 with -no-reboot turns
 // a guest panic into a QEMU exit; pci=off skips probing a bus microvm does
-// not have.
+// not have. init_on_alloc=0 stops the kernel zeroing each allocation it
+// will fill anyway (Debian turns it on to keep stale kernel memory from
+// leaking to users; in a guest whose only user is root, with nothing of
+// the host's in its memory, it guards nothing): ~150 ms less per boot and
+// first command under TCG.
 var baseCmdline = []string{
 	"console=ttyS0", "quiet", "loglevel=3", "panic=-1", "reboot=t", "pci=off",
 	"8250.nr_uarts=1", "i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd",
-	"rdinit=/init",
+	"init_on_alloc=0", "rdinit=/init",
 }
 
 // Args returns QEMU's argv (without the program) for spec.

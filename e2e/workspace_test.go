@@ -438,7 +438,6 @@ func TestWorkspaceHostCompat(t *testing.T) {
 	bin := t.TempDir() // a PATH with mkfs.ext4 and without QEMU
 	must(t, os.Symlink("/usr/sbin/mkfs.ext4", filepath.Join(bin, "mkfs.ext4")))
 	env := append(wsEnv(t), "PATH="+bin)
-	state := strings.TrimPrefix(env[0], "PYRO_HOME=")
 
 	r := pyroWS(t, env, "workspace", "create", "debian:12")
 	if r.code != 1 || !strings.Contains(r.stderr, "--allow-host-compat") {
@@ -452,16 +451,26 @@ func TestWorkspaceHostCompat(t *testing.T) {
 
 	var ex execJSON
 	pyroWSJSON(t, &ex, env, "workspace", "exec", id, "--json", "--", "sh", "-c",
-		"cat /etc/debian_version; echo $$; echo new > notes.txt; rm run.sh")
+		"cat /etc/debian_version; readlink /proc/self/ns/pid; echo new > notes.txt; rm run.sh")
 	lines := strings.Split(strings.TrimSpace(ex.Stdout), "\n")
-	// Debian 12's root, and a PID namespace of its own (a low pid).
-	if ex.ExitCode != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "12.") || len(lines[1]) > 3 {
-		t.Fatalf("exec: %+v", ex)
+	hostNS, _ := os.Readlink("/proc/self/ns/pid")
+	// Debian 12's root, and a PID namespace of its own.
+	if ex.ExitCode != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "12.") || !strings.HasPrefix(lines[1], "pid:[") || lines[1] == hostNS {
+		t.Fatalf("exec: %+v (host pid namespace %s)", ex, hostNS)
 	}
+	if devs := loopDevicesOf(t, id, 1); len(devs) != 1 {
+		t.Errorf("loop devices of the running workspace's disk: %v, want one", devs)
+	}
+	// The agent flushes its layer and exits at once; a stop that had to
+	// wait for the supervisor's kill would take its 20 s grace.
+	start := time.Now()
 	if r := pyroWS(t, env, "workspace", "stop", id); r.code != 0 {
 		t.Fatalf("stop: exit %d\n%s", r.code, r.stderr)
 	}
-	if devs := loopDevicesOf(t, state); len(devs) != 0 {
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("stop took %s: the agent did not power off", d)
+	}
+	if devs := loopDevicesOf(t, id, 0); len(devs) != 0 {
 		t.Errorf("loop devices still attached to the stopped workspace's disk: %v", devs)
 	}
 	if r := pyroWS(t, env, "workspace", "start", id); r.code != 0 {
@@ -482,7 +491,7 @@ func TestWorkspaceHostCompat(t *testing.T) {
 	if r := pyroWS(t, env, "workspace", "delete", id); r.code != 0 {
 		t.Fatalf("delete: exit %d\n%s", r.code, r.stderr)
 	}
-	if devs := loopDevicesOf(t, state); len(devs) != 0 {
+	if devs := loopDevicesOf(t, id, 0); len(devs) != 0 {
 		t.Errorf("loop devices left attached after delete: %v", devs)
 	}
 	if pids := processesWithEnv("PYRO_HOSTCOMPAT_AGENT=1"); len(pids) != 0 {
@@ -490,21 +499,24 @@ func TestWorkspaceHostCompat(t *testing.T) {
 	}
 }
 
-// loopDevicesOf lists the loop devices whose backing file is under dir.
-func loopDevicesOf(t *testing.T, dir string) []string {
+// loopDevicesOf lists the loop devices backed by workspace id's disk. The
+// backing file's path is matched on the workspace's directory and file
+// name: the kernel may show it relative to a mount the agent's namespace
+// saw.
+func loopDevicesOf(t *testing.T, id string, want int) []string {
 	t.Helper()
 	var devs []string
 	// The kernel detaches an autoclear device a moment after its last
-	// user goes.
+	// user goes: wait up to 3 s for want devices.
 	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		devs = devs[:0]
 		files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 		for _, f := range files {
-			if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), dir) {
+			if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "/"+id+"/disk.ext4") {
 				devs = append(devs, f)
 			}
 		}
-		if len(devs) == 0 || time.Now().After(deadline) {
+		if len(devs) == want || time.Now().After(deadline) {
 			return devs
 		}
 	}

@@ -200,7 +200,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req WorkspaceCreateRequest
 		if !req.AllowHostCompat {
 			return nil, err
 		}
-		if err := hostcompat.Check(); err != nil {
+		if err := hostcompat.CheckWorkspace(); err != nil {
 			return nil, err
 		}
 		mode = ModeHostCompat

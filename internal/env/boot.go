@@ -15,6 +15,7 @@ import (
 
 	"github.com/pyro-sandbox/pyro/internal/errs"
 	"github.com/pyro-sandbox/pyro/internal/fsutil"
+	"github.com/pyro-sandbox/pyro/internal/guestbin"
 	"github.com/pyro-sandbox/pyro/internal/initramfs"
 )
 
@@ -24,7 +25,20 @@ import (
 // and modules blob, and kept under boot/.
 func (c *Cache) BootFiles(m *Manifest, agent string) (kernelPath, initrdPath string, err error) {
 	var st unix.Stat_t
-	if err := unix.Stat(agent, &st); err != nil {
+	err = unix.Stat(agent, &st)
+	if err != nil && c.IsGuestBuild(agent) {
+		// A prune (or another pyro's clean-up) removed the guest build
+		// since it was written: this pyro carries it, and writes it again.
+		if b := guestbin.Binary(); b != nil {
+			if p, werr := c.GuestBuild(b); werr == nil && p == agent {
+				err = unix.Stat(agent, &st)
+			}
+		}
+		if err != nil {
+			return "", "", errs.Wrap(errs.Unavailable, err, "run the command again; if it fails again, reinstall pyro", "pyro's guest build %s was removed", agent)
+		}
+	}
+	if err != nil {
 		return "", "", errs.Wrap(errs.Unavailable, err, "reinstall pyro", "the pyro binary for the guest is missing")
 	}
 	// The binary is identified by what stat says of it, not by hashing its

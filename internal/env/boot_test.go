@@ -221,6 +221,13 @@ func TestGuestBuild(t *testing.T) {
 		t.Errorf("BootFiles after a use of the guest build = %s, %v; want %s", initrd2, err, initrd)
 	}
 
+	// Removed under a booting pyro that does not carry it (a test binary
+	// embeds none): a clear error, not "reinstall pyro" alone.
+	gone := filepath.Join(filepath.Dir(path), guestBuildPrefix+"00000000000000000000000000000000")
+	if _, _, err := c.BootFiles(m, gone); errs.KindOf(err) != errs.Unavailable || !strings.Contains(err.Error(), "was removed") {
+		t.Errorf("BootFiles of a removed guest build: %v", err)
+	}
+
 	// A truncated file (a crash before the rename cannot leave one, a
 	// hand can) is written again.
 	os.Chmod(path, 0o644)

@@ -23,6 +23,10 @@ type agent struct {
 	reaper   *reaper
 	env      []string
 	poweroff func()
+	// inVM: the machine is the agent's own, so it takes the host's clock
+	// and entropy. A host-compat agent shares the host's kernel: setting
+	// the clock would set the host's.
+	inVM bool
 }
 
 // serve speaks the agent protocol on conn until the host ends the session.
@@ -38,7 +42,9 @@ func (a *agent) serve(conn io.ReadWriteCloser) error {
 	if err != nil {
 		return err
 	}
-	applyHostState(ack)
+	if a.inVM {
+		applyHostState(ack)
+	}
 	<-sess.Done()
 	return sess.Err()
 }
@@ -64,7 +70,7 @@ func (a *agent) handle(st *agentproto.Stream, open agentproto.Open) {
 // applyHostState adopts the host's clock and mixes its entropy into the
 // guest's pool. Failures only cost accuracy, so they are ignored.
 func applyHostState(ack agentproto.HelloAck) {
-	if ack.UnixNano > 0 && os.Getpid() == 1 {
+	if ack.UnixNano > 0 {
 		tv := unix.NsecToTimeval(ack.UnixNano)
 		unix.Settimeofday(&tv)
 	}

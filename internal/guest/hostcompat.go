@@ -19,8 +19,9 @@ const (
 )
 
 // HostCompatMain is the agent on the host, as PID 1 of fresh namespaces:
-// it builds a root from the environment's filesystem under a tmpfs overlay,
-// pivots into it and serves the host on file descriptor 3.
+// it builds a root from the environment's filesystem under an overlay (its
+// writable layer a tmpfs, or a workspace's disk), pivots into it and
+// serves the host on file descriptor 3.
 func HostCompatMain() {
 	if err := hostCompat(); err != nil {
 		fmt.Fprintf(os.Stderr, "pyro host-compat agent: %v\n", err)
@@ -129,9 +130,23 @@ func hostCompat() error {
 	unix.Sethostname([]byte("pyro"))
 	setLinkUp("lo")
 	conn := os.NewFile(3, "agent")
-	a := &agent{reaper: newReaper(), env: baseEnv}
+	// Power-off ends this process: as PID 1 of its namespaces, that ends
+	// every process in them and releases the mounts and the loop device.
+	// Only the layer's file system is flushed: sync(2) would flush the
+	// host's.
+	a := &agent{reaper: newReaper(), env: baseEnv, poweroff: func() {
+		if f, err := os.Open(LayerDir); err == nil {
+			unix.Syncfs(int(f.Fd()))
+			f.Close()
+		}
+		os.Exit(0)
+	}}
 	return a.serve(conn)
 }
+
+// layerLock holds the workspace disk open, and its lock, for the agent's
+// life.
+var layerLock *os.File
 
 // attachLoop attaches image to a free loop device and returns the device,
 // open. The device detaches itself when its last user goes
@@ -142,7 +157,17 @@ func attachLoop(image string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer img.Close()
+	// Two agents on one disk would corrupt it (QEMU locks its images the
+	// same way). The lock lives as long as this process: layerLock keeps
+	// the file open.
+	if err := unix.Flock(int(img.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		img.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, fmt.Errorf("the disk is in use by another agent of this workspace")
+		}
+		return nil, fmt.Errorf("locking the disk: %w", err)
+	}
+	layerLock = img
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("host-compat workspaces need loop devices: %w", err)
@@ -160,9 +185,7 @@ func attachLoop(image string) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
-		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
-		err = unix.IoctlLoopConfigure(int(f.Fd()), &cfg)
+		err = configureLoop(f, img)
 		if err == nil {
 			return f, nil
 		}
@@ -172,4 +195,24 @@ func attachLoop(image string) (*os.File, error) {
 		}
 	}
 	return nil, fmt.Errorf("no free loop device")
+}
+
+// configureLoop makes loop read and write img, and detach itself when its
+// last user goes. LOOP_CONFIGURE (Linux 5.8) does it in one call; older
+// kernels take LOOP_SET_FD, then the flags.
+func configureLoop(loop, img *os.File) error {
+	cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
+	cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
+	err := unix.IoctlLoopConfigure(int(loop.Fd()), &cfg)
+	if err != unix.EINVAL && err != unix.ENOTTY {
+		return err
+	}
+	if err := unix.IoctlSetInt(int(loop.Fd()), unix.LOOP_SET_FD, int(img.Fd())); err != nil {
+		return err
+	}
+	if err := unix.IoctlLoopSetStatus64(int(loop.Fd()), &cfg.Info); err != nil {
+		unix.IoctlSetInt(int(loop.Fd()), unix.LOOP_CLR_FD, 0)
+		return err
+	}
+	return nil
 }

@@ -87,7 +87,7 @@ func boot() error {
 		fmt.Fprintf(os.Stderr, "pyro-init: loopback: %v\n", err)
 	}
 
-	a := &agent{reaper: newReaper(), env: baseEnv, poweroff: powerOff}
+	a := &agent{reaper: newReaper(), env: baseEnv, poweroff: powerOff, inVM: true}
 	port, err := findPort(AgentPortName)
 	if err != nil {
 		return err

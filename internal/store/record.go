@@ -35,11 +35,11 @@ type CommandSummary struct {
 	FinishedAt time.Time `json:"finished_at"`
 }
 
-// Record is a workspace as stored. Its JSON field names are the
 // ModeHostCompat is the execution mode of a workspace whose agent runs on
 // the host in namespaces, not in a VM (pyro.ModeHostCompat).
 const ModeHostCompat = "host_compat"
 
+// Record is a workspace as stored. Its JSON field names are the
 // contract's where they overlap with the workspace payload.
 type Record struct {
 	ID            string            `json:"workspace_id"`

@@ -164,6 +164,7 @@ func run(st *store.Store, cache *env.Cache, id string, accel vmm.Accelerator, ag
 			hcAgent = self
 		}
 		backend = &hostcompat.Backend{Agent: hcAgent, RootfsCache: filepath.Join(cache.Dir, "hostcompat")}
+		accel = "" // nothing is accelerated or emulated
 	}
 	v, err := vm.Boot(ctx, vm.Options{
 		ID:          id,
@@ -201,7 +202,7 @@ func run(st *store.Store, cache *env.Cache, id string, accel vmm.Accelerator, ag
 	}()
 	steps := append(append([]agentproto.BootStep(nil), v.Hello.Boot...), agentproto.BootStep{Step: "ready", UptimeMs: v.Hello.UptimeMillis})
 	report(Ready{OK: true, Accelerator: string(v.Accel), BootMs: v.Timings.Boot.Milliseconds(), GuestBoot: steps})
-	logger.Printf("serving on %s (vm pid %d, %s)", sock, v.Machine.PID(), v.Accel)
+	logger.Printf("serving on %s (%s pid %d, accelerator %q)", sock, backend.Name(), v.Machine.PID(), v.Accel)
 
 	ttl := time.NewTimer(time.Hour)
 	defer ttl.Stop()

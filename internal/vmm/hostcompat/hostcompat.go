@@ -2,7 +2,8 @@
 // for hosts that cannot boot one, and only when the user asks for it
 // (--allow-host-compat). The agent runs as PID 1 of new PID, mount, IPC,
 // UTS and network namespaces, with the environment's root filesystem (an
-// extracted copy under a tmpfs overlay) as its root. This is far weaker
+// extracted copy under an overlay whose writable layer is a tmpfs, or a
+// workspace's disk on a loop device) as its root. This is far weaker
 // isolation than a VM: the kernel is the host's.
 package hostcompat
 
@@ -43,6 +44,19 @@ type Backend struct {
 
 // Name implements vmm.Backend.
 func (b *Backend) Name() string { return "hostcompat" }
+
+// CheckWorkspace says whether a host-compat workspace can run here: its
+// layer disk needs a loop device.
+func CheckWorkspace() error {
+	if err := Check(); err != nil {
+		return err
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		return errs.New(errs.Unavailable, "load the loop module (modprobe loop), or install QEMU so pyro can boot a VM",
+			"host-compat workspaces need loop devices, and /dev/loop-control is missing")
+	}
+	return nil
+}
 
 // Check says whether host-compat can run here.
 func Check() error {

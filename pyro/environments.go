@@ -82,17 +82,13 @@ type EnvironmentInfo struct {
 
 // InspectEnvironment describes an environment, installed or not.
 func (c *Client) InspectEnvironment(ctx context.Context, name string) (*EnvironmentInfo, error) {
-	if err := env.ValidateName(name); err != nil {
+	name, image, err := env.CanonicalName(name)
+	if err != nil {
 		return nil, err
 	}
 	var info *EnvironmentInfo
-	if env.IsImageRef(name) {
-		norm, err := env.NormalizeImageRef(name)
-		if err != nil {
-			return nil, err
-		}
-		name = norm
-		info = &EnvironmentInfo{Name: norm, Description: "OCI image " + norm, State: "cold", CachePath: c.cache.Dir, Packages: []Package{}}
+	if image {
+		info = &EnvironmentInfo{Name: name, Description: "OCI image " + name, State: "cold", CachePath: c.cache.Dir, Packages: []Package{}}
 	} else {
 		s, err := env.Lookup(name)
 		if err != nil {
@@ -160,19 +156,12 @@ func (c *Client) PullEnvironment(ctx context.Context, name string) (*PullResult,
 // Pull is PullEnvironment with options.
 func (c *Client) Pull(ctx context.Context, req PullRequest) (*PullResult, error) {
 	start := time.Now()
-	name := req.Environment
-	if err := env.ValidateName(name); err != nil {
+	name, image, err := env.CanonicalName(req.Environment)
+	if err != nil {
 		return nil, err
 	}
-	image := env.IsImageRef(name)
 	var spec env.Spec
-	if image {
-		norm, err := env.NormalizeImageRef(name)
-		if err != nil {
-			return nil, err
-		}
-		name = norm
-	} else {
+	if !image {
 		s, err := env.Lookup(name)
 		if err != nil {
 			return nil, err
@@ -261,15 +250,9 @@ type PushResult struct {
 // PushEnvironment publishes an installed environment as an OCI artifact to
 // ref: a registry reference, or "oci:DIR" for an OCI layout directory.
 func (c *Client) PushEnvironment(ctx context.Context, name, ref string) (*PushResult, error) {
-	if err := env.ValidateName(name); err != nil {
+	name, _, err := env.CanonicalName(name)
+	if err != nil {
 		return nil, err
-	}
-	if env.IsImageRef(name) {
-		norm, err := env.NormalizeImageRef(name)
-		if err != nil {
-			return nil, err
-		}
-		name = norm
 	}
 	m, err := c.cache.Installed(name)
 	if err != nil {

@@ -253,21 +253,18 @@ func (c *Client) execOneShot(ctx context.Context, sess *agentproto.Session, m *e
 // that say what to do. An OCI image reference is pulled when missing (as
 // docker run does); a catalog environment must be pulled first.
 func (c *Client) installed(ctx context.Context, name string) (*env.Manifest, error) {
-	if err := env.ValidateName(name); err != nil {
+	name, image, err := env.CanonicalName(name)
+	if err != nil {
 		return nil, err
 	}
-	if env.IsImageRef(name) {
-		norm, err := env.NormalizeImageRef(name)
-		if err != nil {
-			return nil, err
-		}
-		if m, err := c.cache.Installed(norm); err == nil {
+	if image {
+		if m, err := c.cache.Installed(name); err == nil {
 			return m, nil
 		}
-		if _, err := c.Pull(ctx, PullRequest{Environment: norm}); err != nil {
+		if _, err := c.Pull(ctx, PullRequest{Environment: name}); err != nil {
 			return nil, err
 		}
-		return c.cache.Installed(norm)
+		return c.cache.Installed(name)
 	}
 	if _, err := env.Lookup(name); err != nil {
 		return nil, err

@@ -86,3 +86,28 @@ func TestValidateName(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalName(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		image    bool
+		kind     errs.Kind // "" when it is valid
+	}{
+		{"debian:12", "debian:12", false, ""},
+		{"docker.io/library/alpine:3.20", "index.docker.io/library/alpine:3.20", true, ""},
+		{"127.0.0.1:5000/team/env", "127.0.0.1:5000/team/env:latest", true, ""},
+		{"", "", false, errs.Invalid},
+		{"127.0.0.1:5000/Bad Name", "", true, errs.Invalid},
+	} {
+		got, image, err := CanonicalName(tc.in)
+		if tc.kind != "" {
+			if errs.KindOf(err) != tc.kind {
+				t.Errorf("CanonicalName(%q) error %v (kind %s), want kind %s", tc.in, err, errs.KindOf(err), tc.kind)
+			}
+			continue
+		}
+		if err != nil || got != tc.want || image != tc.image {
+			t.Errorf("CanonicalName(%q) = %q, %v, %v; want %q, %v", tc.in, got, image, err, tc.want, tc.image)
+		}
+	}
+}

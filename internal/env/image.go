@@ -40,6 +40,20 @@ func NormalizeImageRef(s string) (string, error) {
 	return r.Name(), nil
 }
 
+// CanonicalName validates an environment name and returns the name it is
+// installed under, and whether it is an OCI image reference (normalized)
+// rather than a catalog name (unchanged).
+func CanonicalName(s string) (canonical string, image bool, err error) {
+	if err := ValidateName(s); err != nil {
+		return "", false, err
+	}
+	if !IsImageRef(s) {
+		return s, false, nil
+	}
+	norm, err := NormalizeImageRef(s)
+	return norm, true, err
+}
+
 // KernelSource finds the catalog kernel an image boots with: the kernel
 // and modules of an installed catalog environment.
 func (c *Cache) KernelSource() (*Manifest, error) {

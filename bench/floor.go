@@ -85,22 +85,30 @@ func newFloor(pyroBin string) (*floor, error) {
 
 // boot returns the time from QEMU's start to its exit.
 func (f *floor) boot() (time.Duration, error) {
-	b := &qemu.Backend{}
 	start := time.Now()
-	m, err := b.Start(context.Background(), f.spec)
-	if err != nil {
+	if err := powerCycle(f.spec); err != nil {
 		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// powerCycle starts a floor machine and waits for its init to power it
+// off.
+func powerCycle(spec vmm.Spec) error {
+	m, err := (&qemu.Backend{}).Start(context.Background(), spec)
+	if err != nil {
+		return err
 	}
 	select {
 	case <-m.Done():
 	case <-time.After(2 * time.Minute):
 		m.Kill()
-		return 0, fmt.Errorf("the floor guest did not power off")
+		return fmt.Errorf("the floor guest did not power off")
 	}
 	if err := m.Wait(); err != nil {
-		return 0, fmt.Errorf("floor QEMU: %v %s", err, m.Diagnostics())
+		return fmt.Errorf("floor QEMU: %v %s", err, m.Diagnostics())
 	}
-	return time.Since(start), nil
+	return nil
 }
 
 // initUptime boots the floor with floor_report=1, whose init writes its
@@ -111,17 +119,9 @@ func (f *floor) initUptime() (time.Duration, error) {
 	console := &vmm.Ring{Size: 4 << 10}
 	spec.Console = console
 	spec.Cmdline = append(append([]string(nil), spec.Cmdline...), "floor_report=1")
-	m, err := (&qemu.Backend{}).Start(context.Background(), spec)
-	if err != nil {
+	if err := powerCycle(spec); err != nil {
 		return 0, err
 	}
-	select {
-	case <-m.Done():
-	case <-time.After(2 * time.Minute):
-		m.Kill()
-		return 0, fmt.Errorf("the floor guest did not power off")
-	}
-	m.Wait()
 	// The console is copied by a goroutine that ends with QEMU's socket.
 	for deadline := time.Now().Add(time.Second); !strings.Contains(console.String(), "\n") && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)

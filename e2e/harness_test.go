@@ -109,23 +109,31 @@ func pyroJSON(t *testing.T, v any, env []string, args ...string) result {
 // qemuProcesses lists the pids of running QEMU processes pyro started
 // (their -name starts with "pyro-").
 func qemuProcesses() []int {
-	var pids []int
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		cmdline, err := os.ReadFile(filepath.Join(d, "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmdline), "\x00")
+	return processesWhere("cmdline", func(args []string) bool {
 		if len(args) == 0 || !strings.HasSuffix(args[0], "qemu-system-x86_64") {
-			continue
+			return false
 		}
 		for i, a := range args {
 			if a == "-name" && i+1 < len(args) && strings.HasPrefix(args[i+1], "pyro-") {
-				pid, _ := strconv.Atoi(filepath.Base(d))
-				pids = append(pids, pid)
+				return true
 			}
 		}
+		return false
+	})
+}
+
+// processesWhere lists the processes whose /proc/PID/file, split at NUL
+// bytes (cmdline, environ), satisfies match.
+func processesWhere(file string, match func([]string) bool) []int {
+	var pids []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, file))
+		if err != nil || !match(strings.Split(string(b), "\x00")) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(d))
+		pids = append(pids, pid)
 	}
 	return pids
 }

@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -524,19 +524,5 @@ func loopDevicesOf(t *testing.T, id string, want int) []string {
 
 // processesWithEnv lists the processes whose environment holds kv.
 func processesWithEnv(kv string) []int {
-	var pids []int
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "environ"))
-		if err != nil {
-			continue
-		}
-		for _, e := range strings.Split(string(b), "\x00") {
-			if e == kv {
-				pid, _ := strconv.Atoi(filepath.Base(d))
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
+	return processesWhere("environ", func(env []string) bool { return slices.Contains(env, kv) })
 }

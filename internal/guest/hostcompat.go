@@ -61,14 +61,8 @@ func hostCompat() error {
 	} else if err := unix.Mount("tmpfs", layer, "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("mounting the writable layer: %w", err)
 	}
-	for _, d := range []string{layer + "/upper", layer + "/work"} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, layer, layer)
-	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mounting the root overlay: %w", err)
+	if err := mountOverlay(root, lower, layer); err != nil {
+		return err
 	}
 	err := mountAll([]mountSpec{
 		{"proc", root + "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
@@ -94,16 +88,9 @@ func hostCompat() error {
 		return err
 	}
 	os.Symlink("pts/ptmx", root+"/dev/ptmx")
-	// The layer goes under /run, out of /workspace and out of the overlay,
-	// where the workspace operations keep the baseline (as in a VM).
-	if err := mountAll([]mountSpec{{"tmpfs", root + "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"}}); err != nil {
+	// As in a VM: the workspace operations keep the baseline there.
+	if err := moveLayerInto(root, layer); err != nil {
 		return err
-	}
-	if err := os.MkdirAll(root+LayerDir, 0o700); err != nil {
-		return err
-	}
-	if err := unix.Mount(layer, root+LayerDir, "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("moving the writable layer into the new root: %w", err)
 	}
 	// pivot_root rather than chroot: the old root is detached entirely.
 	if err := unix.Chdir(root); err != nil {

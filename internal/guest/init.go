@@ -263,14 +263,8 @@ func switchRoot(rootDev, upper string) error {
 			return fmt.Errorf("mounting the writable layer %s: %w", upper, err)
 		}
 	}
-	for _, d := range []string{layer + "/upper", layer + "/work"} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, layer, layer)
-	if err := unix.Mount("overlay", newRoot, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mounting the root overlay: %w", err)
+	if err := mountOverlay(newRoot, lower, layer); err != nil {
+		return err
 	}
 	for _, m := range []string{"/dev", "/proc", "/sys"} {
 		if err := os.MkdirAll(newRoot+m, 0o755); err != nil {
@@ -280,17 +274,8 @@ func switchRoot(rootDev, upper string) error {
 			return fmt.Errorf("moving %s into the new root: %w", m, err)
 		}
 	}
-	// /run is the guest's own (tmpfs), and the layer's file system goes
-	// under it, out of /workspace and out of the overlay: it holds the
-	// baseline, and nothing the guest's users do shows there.
-	if err := mountAll([]mountSpec{{"tmpfs", newRoot + "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"}}); err != nil {
+	if err := moveLayerInto(newRoot, layer); err != nil {
 		return err
-	}
-	if err := os.MkdirAll(newRoot+LayerDir, 0o700); err != nil {
-		return err
-	}
-	if err := unix.Mount(layer, newRoot+LayerDir, "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("moving the writable layer into the new root: %w", err)
 	}
 	if err := unix.Chdir(newRoot); err != nil {
 		return err
@@ -306,6 +291,39 @@ func switchRoot(rootDev, upper string) error {
 	}
 	// Images without a /workspace still get one.
 	return os.MkdirAll(WorkspaceDir, 0o755)
+}
+
+// mountOverlay mounts at root the read-only lower directory under a
+// writable layer (a mounted file system at layer, which keeps the overlay's
+// upper and work directories).
+func mountOverlay(root, lower, layer string) error {
+	for _, d := range []string{layer + "/upper", layer + "/work"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, layer, layer)
+	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mounting the root overlay: %w", err)
+	}
+	return nil
+}
+
+// moveLayerInto mounts root's /run (the machine's own tmpfs) and moves the
+// writable layer's mount (at layer) to LayerDir under it: out of
+// /workspace and out of the overlay, so it can hold the baseline and
+// nothing the guest's users do shows there.
+func moveLayerInto(root, layer string) error {
+	if err := mountAll([]mountSpec{{"tmpfs", root + "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"}}); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(root+LayerDir, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount(layer, root+LayerDir, "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving the writable layer into the new root: %w", err)
+	}
+	return nil
 }
 
 func setLinkUp(name string) error {

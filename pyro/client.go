@@ -87,6 +87,15 @@ var selfIsPyro bool
 // binary itself. Only cmd/pyro calls it.
 func MarkSelfAsAgent() { selfIsPyro = true }
 
+// selfPath is this program's path when it is pyro, else "".
+func selfPath() string {
+	if !selfIsPyro {
+		return ""
+	}
+	p, _ := os.Executable()
+	return p
+}
+
 func (c *Client) agentBinary() (string, error) {
 	if c.opts.AgentBinary != "" {
 		return c.opts.AgentBinary, nil
@@ -98,7 +107,7 @@ func (c *Client) agentBinary() (string, error) {
 		if b := guestbin.Binary(); b != nil {
 			return c.cache.GuestBuild(b)
 		}
-		if p, err := os.Executable(); err == nil {
+		if p := selfPath(); p != "" {
 			return p, nil
 		}
 	}

@@ -133,7 +133,7 @@ func (c *Client) startMachine(ctx context.Context, m *env.Manifest, allowHostCom
 		if !allowHostCompat {
 			return nil, err
 		}
-		o.Backend = &hostcompat.Backend{Agent: c.hostCompatAgent(agent), RootfsCache: filepath.Join(c.cache.Dir, "hostcompat")}
+		o.Backend = &hostcompat.Backend{Agent: c.cache.HostAgent(agent, selfPath()), RootfsCache: filepath.Join(c.cache.Dir, "hostcompat")}
 		o.BootTimeout = 60 * time.Second
 		mode = ModeHostCompat
 	} else {
@@ -154,16 +154,4 @@ func (c *Client) startMachine(ctx context.Context, m *env.Manifest, allowHostCom
 		return nil, err
 	}
 	return &machine{VM: v, mode: mode}, nil
-}
-
-// hostCompatAgent is the program host-compat mode runs on the host: the
-// pyro binary rather than the guest build written to the cache, which may
-// sit on a noexec mount (the guest build only speeds up emulated boots).
-func (c *Client) hostCompatAgent(agent string) string {
-	if c.cache.IsGuestBuild(agent) && selfIsPyro {
-		if p, err := os.Executable(); err == nil {
-			return p
-		}
-	}
-	return agent
 }

@@ -321,10 +321,8 @@ func makeDisk(ctx context.Context, path string, size int64) error {
 // spawn starts the workspace's supervisor and waits for its VM.
 func (c *Client) spawn(ctx context.Context, rec *store.Record, agent string) error {
 	pyroBin := agent
-	if selfIsPyro {
-		if p, err := os.Executable(); err == nil {
-			pyroBin = p
-		}
+	if p := selfPath(); p != "" {
+		pyroBin = p
 	}
 	_, err := supervisor.Spawn(ctx, supervisor.SpawnOptions{
 		Pyro: pyroBin, Agent: agent, Store: c.store(), CacheDir: c.cache.Dir, ID: rec.ID,

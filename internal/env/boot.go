@@ -169,6 +169,18 @@ func (c *Cache) GuestBuild(bin []byte) (string, error) {
 	return path, nil
 }
 
+// HostAgent is the program that runs agent on the host (host-compat mode):
+// pyro, the binary that wrote the guest build, when agent is one (the
+// cache may sit on a noexec mount, and nothing is emulated there for the
+// guest build to speed up); agent itself otherwise. pyro is "" when the
+// caller is not pyro.
+func (c *Cache) HostAgent(agent, pyro string) string {
+	if pyro != "" && c.IsGuestBuild(agent) {
+		return pyro
+	}
+	return agent
+}
+
 // IsGuestBuild says whether path is a guest build GuestBuild wrote.
 func (c *Cache) IsGuestBuild(path string) bool {
 	return filepath.Dir(path) == filepath.Join(c.Dir, "boot") && strings.HasPrefix(filepath.Base(path), guestBuildPrefix)

@@ -221,6 +221,17 @@ func TestGuestBuild(t *testing.T) {
 		t.Errorf("BootFiles after a use of the guest build = %s, %v; want %s", initrd2, err, initrd)
 	}
 
+	// On the host (host-compat), pyro runs rather than its guest build.
+	if got := c.HostAgent(path, "/usr/local/bin/pyro"); got != "/usr/local/bin/pyro" {
+		t.Errorf("HostAgent(guest build) = %s, want pyro", got)
+	}
+	if got := c.HostAgent(path, ""); got != path {
+		t.Errorf("HostAgent(guest build) from a program that is not pyro = %s, want the build", got)
+	}
+	if got := c.HostAgent("/opt/pyro", "/usr/local/bin/pyro"); got != "/opt/pyro" {
+		t.Errorf("HostAgent(another binary) = %s, want it unchanged", got)
+	}
+
 	// Removed under a booting pyro that does not carry it (a test binary
 	// embeds none): a clear error, not "reinstall pyro" alone.
 	gone := filepath.Join(filepath.Dir(path), guestBuildPrefix+"00000000000000000000000000000000")

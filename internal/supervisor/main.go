@@ -157,13 +157,8 @@ func run(st *store.Store, cache *env.Cache, id string, accel vmm.Accelerator, ag
 	if rec.ExecutionMode == store.ModeHostCompat {
 		// The layer disk is attached to a loop device in the agent's
 		// mount namespace instead of a VM's virtio-blk.
-		// The agent runs on the host: this pyro binary rather than the
-		// guest build in the cache, which may sit on a noexec mount.
-		hcAgent := agent
-		if self, err := os.Executable(); err == nil && cache.IsGuestBuild(agent) {
-			hcAgent = self
-		}
-		backend = &hostcompat.Backend{Agent: hcAgent, RootfsCache: filepath.Join(cache.Dir, "hostcompat")}
+		self, _ := os.Executable()
+		backend = &hostcompat.Backend{Agent: cache.HostAgent(agent, self), RootfsCache: filepath.Join(cache.Dir, "hostcompat")}
 		accel = "" // nothing is accelerated or emulated
 	}
 	v, err := vm.Boot(ctx, vm.Options{

@@ -127,9 +127,13 @@ func (s *server) forward(client *agentproto.Stream, open agentproto.Open) {
 	s.activeOps.Add(1)
 	defer s.activeOps.Add(-1)
 	var rec *execRecorder
+	// An exec counts as running until its exit event: the client that
+	// receives that event may delete the workspace at once.
+	execEnded := func() {}
 	if open.Op == agentproto.OpExec {
 		s.activeExecs.Add(1)
-		defer s.activeExecs.Add(-1)
+		execEnded = sync.OnceFunc(func() { s.activeExecs.Add(-1) })
+		defer execEnded()
 		rec = newExecRecorder(open.Body)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -178,7 +182,9 @@ func (s *server) forward(client *agentproto.Stream, open agentproto.Open) {
 			break
 		}
 		if rec != nil {
-			rec.observe(m)
+			if rec.observe(m); rec.exit != nil {
+				execEnded()
+			}
 		}
 		if m.Type == agentproto.FrameData {
 			if _, err := client.SendData(ctx, m.Channel, m.Data); err != nil {

@@ -105,6 +105,13 @@ func (c *Client) probeKVM(ctx context.Context, m *env.Manifest) accel.Probe {
 	}
 }
 
+// templatesEnabled says whether one-shot machines are restored from
+// templates (the default) or booted cold (PYRO_TEMPLATES=0), which the
+// benchmark measures and a user chasing a problem may want.
+func templatesEnabled() bool {
+	return os.Getenv("PYRO_TEMPLATES") != "0"
+}
+
 // machine is a started machine and how commands run in it.
 type machine struct {
 	*vm.VM
@@ -142,6 +149,8 @@ func (c *Client) startMachine(ctx context.Context, m *env.Manifest, allowHostCom
 			return nil, err
 		}
 		o.Backend, o.Accel, o.BootTimeout = c.backend, d.Accel, bootTimeout(d.Accel)
+		o.Templates = templatesEnabled()
+		o.Phase = c.opts.Progress.Phase
 	}
 	kv := []string{"vm_id", id, "backend", o.Backend.Name()}
 	if o.Accel != "" {

@@ -64,8 +64,12 @@ type RunTimings struct {
 	// (part of ExecMs).
 	CommandMs  int64 `json:"command_ms"`
 	TeardownMs int64 `json:"teardown_ms"`
-	// Guest is the guest's uptime at each step of its init, when it ran
-	// in a VM.
+	// BootSource is "cold" (the kernel booted for this run) or "template"
+	// (the machine was restored from a snapshot of one booted before);
+	// empty on the host.
+	BootSource string `json:"boot_source,omitempty"`
+	// Guest is the guest's uptime at each step of its init, when its
+	// kernel booted for this run.
 	Guest []GuestBootStep `json:"guest_boot,omitempty"`
 }
 
@@ -180,7 +184,13 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	res.Timings.PrepareMs = v.Timings.Prepare.Milliseconds()
 	res.Timings.VMMStartMs = v.Timings.VMMStart.Milliseconds()
 	res.Timings.BootMs = v.Timings.Boot.Milliseconds()
-	res.Timings.Guest = append(v.Hello.Boot, GuestBootStep{Step: "ready", UptimeMs: v.Hello.UptimeMillis})
+	switch {
+	case v.Restored:
+		res.Timings.BootSource = "template"
+	case v.mode != ModeHostCompat:
+		res.Timings.BootSource = "cold"
+		res.Timings.Guest = append(v.Hello.Boot, GuestBootStep{Step: "ready", UptimeMs: v.Hello.UptimeMillis})
+	}
 
 	rep.Phase("execute", "vm_id", id)
 	execStart := time.Now()

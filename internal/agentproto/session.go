@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"crypto/rand"
 	"math"
-	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -81,66 +81,96 @@ type writeReq struct {
 // it sends is checked. Cancelling ctx before the Hello closes conn.
 func Accept(ctx context.Context, conn io.ReadWriteCloser, cfg Config) (*Session, Hello, error) {
 	br := bufio.NewReaderSize(conn, 64<<10)
+	hello, err := readHello(ctx, conn, br)
+	if err != nil {
+		return nil, hello, err
+	}
+	s, err := answer(ctx, conn, br, hello, cfg)
+	return s, hello, err
+}
+
+// ReadHello waits for the guest's Hello on conn and leaves it unanswered:
+// how a template is made (see Resume). It closes conn on failure.
+func ReadHello(ctx context.Context, conn io.ReadWriteCloser) (Hello, error) {
+	// Unbuffered: nothing may be read past the hello.
+	return readHello(ctx, conn, conn)
+}
+
+func readHello(ctx context.Context, conn io.ReadWriteCloser, r io.Reader) (Hello, error) {
 	type result struct {
 		hello Hello
 		err   error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		var r result
-		f, err := ReadFrame(br)
+		var res result
+		f, err := ReadFrame(r)
 		switch {
 		case err != nil:
-			r.err = err
+			res.err = err
 		case f.Type != FrameHello:
-			r.err = protocolErrorf("first frame is %s, want hello", f.Type)
+			res.err = protocolErrorf("first frame is %s, want hello", f.Type)
 		default:
-			r.err = decodeControl(f.Payload, &r.hello)
+			res.err = decodeControl(f.Payload, &res.hello)
 		}
-		ch <- r
+		ch <- res
 	}()
-	var r result
+	var res result
 	select {
-	case r = <-ch:
+	case res = <-ch:
 	case <-ctx.Done():
 		conn.Close()
 		<-ch
-		return nil, Hello{}, ctx.Err()
+		return Hello{}, ctx.Err()
 	}
-	if r.err != nil {
+	if res.err != nil {
 		conn.Close()
-		return nil, Hello{}, fmt.Errorf("waiting for the agent's hello: %w", r.err)
+		return Hello{}, fmt.Errorf("waiting for the agent's hello: %w", res.err)
 	}
+	return res.hello, nil
+}
+
+// Resume answers, on conn, a hello the agent sent to another host: that of
+// the machine a template was made from, which was snapshotted while its
+// agent waited for the answer. Every machine restored from the template
+// waits the same way, with hello already said. The answer carries this
+// host's clock and fresh entropy, so no two clones share randomness.
+func Resume(ctx context.Context, conn io.ReadWriteCloser, hello Hello, cfg Config) (*Session, error) {
+	return answer(ctx, conn, bufio.NewReaderSize(conn, 64<<10), hello, cfg)
+}
+
+// answer agrees on a version with the agent that said hello, sends the
+// HelloAck and starts the host end of the session. It closes conn on
+// failure.
+func answer(ctx context.Context, conn io.ReadWriteCloser, br *bufio.Reader, hello Hello, cfg Config) (*Session, error) {
 	version := 0
-	for _, v := range r.hello.Versions {
+	for _, v := range hello.Versions {
 		if v <= Version && v > version {
 			version = v
 		}
 	}
 	if version == 0 {
 		conn.Close()
-		return nil, r.hello, fmt.Errorf("%w: the agent speaks versions %v, this pyro speaks up to %d", ErrProtocol, r.hello.Versions, Version)
+		return nil, fmt.Errorf("%w: the agent speaks versions %v, this pyro speaks up to %d", ErrProtocol, hello.Versions, Version)
 	}
 	entropy := make([]byte, 32)
-	for i := range entropy {
-		entropy[i] = byte(rand.Uint32())
-	}
+	rand.Read(entropy)
 	s := newSession(conn, true, version, cfg, nil)
 	ack, _ := json.Marshal(HelloAck{Version: version, UnixNano: time.Now().UnixNano(), Entropy: entropy})
 	// A guest that sent its hello but does not read the answer must not
-	// hold Accept past ctx.
+	// hold the handshake past ctx.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	_, err := conn.Write(AppendFrame(nil, Frame{Type: FrameHelloAck, Payload: ack}))
 	if !stop() {
 		conn.Close()
-		return nil, r.hello, ctx.Err()
+		return nil, ctx.Err()
 	}
 	if err != nil {
 		conn.Close()
-		return nil, r.hello, fmt.Errorf("answering the agent's hello: %w", err)
+		return nil, fmt.Errorf("answering the agent's hello: %w", err)
 	}
 	s.start(br)
-	return s, r.hello, nil
+	return s, nil
 }
 
 // Serve sends hello on conn (the guest end), waits for the host's answer

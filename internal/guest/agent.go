@@ -1,12 +1,14 @@
 package guest
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -67,19 +69,50 @@ func (a *agent) handle(st *agentproto.Stream, open agentproto.Open) {
 	}
 }
 
-// applyHostState adopts the host's clock and mixes its entropy into the
-// guest's pool. Failures only cost accuracy, so they are ignored.
+// applyHostState adopts the host's clock and its entropy. Failures only
+// cost accuracy, so they are ignored.
 func applyHostState(ack agentproto.HelloAck) {
 	if ack.UnixNano > 0 {
 		tv := unix.NsecToTimeval(ack.UnixNano)
 		unix.Settimeofday(&tv)
 	}
 	if len(ack.Entropy) > 0 {
-		if f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0); err == nil {
-			f.Write(ack.Entropy)
-			f.Close()
-		}
+		seedRandom(ack.Entropy)
 	}
+}
+
+// Ioctls of the kernel's random device (linux/random.h), which
+// golang.org/x/sys does not name.
+const (
+	rndAddEntropy  = 0x40085203 // _IOW('R', 0x03, int[2])
+	rndReseedCRNG  = 0x5207     // _IO('R', 0x07)
+	maxSeedEntropy = 256
+)
+
+// seedRandom credits the host's entropy to the kernel's pool and reseeds
+// its generator at once. A machine restored from a template would
+// otherwise hand out the same random numbers as every other clone of it,
+// until the kernel's next scheduled reseed.
+func seedRandom(entropy []byte) {
+	if len(entropy) > maxSeedEntropy {
+		entropy = entropy[:maxSeedEntropy]
+	}
+	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	// struct rand_pool_info: entropy_count (bits), buf_size (bytes), buf.
+	info := make([]byte, 8+len(entropy))
+	binary.NativeEndian.PutUint32(info[0:], uint32(8*len(entropy)))
+	binary.NativeEndian.PutUint32(info[4:], uint32(len(entropy)))
+	copy(info[8:], entropy)
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), rndAddEntropy, uintptr(unsafe.Pointer(&info[0]))); e != 0 {
+		// Without CAP_SYS_ADMIN the bytes can still be mixed in.
+		f.Write(entropy)
+		return
+	}
+	unix.Syscall(unix.SYS_IOCTL, f.Fd(), rndReseedCRNG, 0)
 }
 
 func kernelRelease() string {

@@ -39,6 +39,14 @@ type Options struct {
 	// Upper is the writable layer over the root filesystem: "tmpfs" (the
 	// default; gone at power-off) or a guest block device.
 	Upper string
+	// Templates: restore the machine from a template when the backend
+	// can, making the template on first use (see template.go). Only for
+	// machines whose disks hold nothing of their own: the template's
+	// memory holds the state of every disk as it was when it was made.
+	Templates bool
+	// Phase, when set, hears of long steps the caller did not start
+	// itself (making a template).
+	Phase func(phase string, kv ...string)
 }
 
 // Timings are the phases of a boot.
@@ -57,6 +65,9 @@ type VM struct {
 	Hello   agentproto.Hello
 	Console *vmm.Ring
 	Timings Timings
+	// Restored: the machine came from a template, not a boot; Hello is
+	// then the template's.
+	Restored bool
 }
 
 // NewID returns a fresh machine id.
@@ -102,6 +113,17 @@ func Boot(ctx context.Context, o Options) (*VM, error) {
 		if hz := o.Manifest.Kernel.HZ; hz > 0 {
 			spec.LoopsPerJiffy = o.TSCKHz * 1000 / int64(hz)
 		}
+	}
+	if tb, ok := o.Backend.(vmm.Templater); ok && o.Templates && len(o.ExtraDisks) == 0 {
+		err := bootFromTemplate(ctx, o, tb, spec, v)
+		if err == nil {
+			return v, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// Any other failure: the cold boot below is the fallback, and
+		// says what is wrong if the machine cannot boot at all.
 	}
 	t1 := time.Now()
 	m, err := o.Backend.Start(ctx, spec)

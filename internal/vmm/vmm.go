@@ -8,6 +8,7 @@ package vmm
 import (
 	"context"
 	"io"
+	"os"
 )
 
 // Accelerator is how guest code runs.
@@ -48,6 +49,22 @@ type Spec struct {
 	// under TCG, where calibrating them hangs some boots.
 	TSCKHz        int64
 	LoopsPerJiffy int64
+	// Memory, when set, backs the guest's RAM with a file instead of
+	// anonymous memory: how templates are made and restored.
+	Memory *MemoryFile
+	// Restore, when set, starts the machine from the device state in this
+	// file, saved by a Snapshotter, instead of booting its kernel. Memory
+	// must name the file the saved machine's RAM was shared into.
+	Restore *os.File
+}
+
+// MemoryFile is a file holding a guest's RAM.
+type MemoryFile struct {
+	Path string
+	// Shared: the guest writes its RAM to the file (a template being
+	// made). Otherwise the file is mapped copy-on-write and never changes
+	// (machines restored from it).
+	Shared bool
 }
 
 // Backend boots machines.
@@ -55,6 +72,24 @@ type Backend interface {
 	Name() string
 	// Start boots a machine. On error nothing of it is left running.
 	Start(ctx context.Context, spec Spec) (Machine, error)
+}
+
+// Templater is a Backend that can restore machines from templates: a
+// machine booted once to agent-ready, snapshotted, then restored for each
+// new machine in a fraction of a boot.
+type Templater interface {
+	// TemplateKey names what a template of spec depends on (the VMM's
+	// build, the machine's devices, kernel, initramfs and command line):
+	// a snapshot restores only into a machine of the same key.
+	TemplateKey(spec Spec) (string, error)
+}
+
+// Snapshotter is a Machine that can save its device state while it runs.
+// The machine must have been started with a shared Memory file; that file
+// and the saved state together restore it (Spec.Restore). The machine is
+// stopped once the state is saved.
+type Snapshotter interface {
+	SaveState(ctx context.Context, to *os.File) error
 }
 
 // Machine is one running VM.

@@ -14,7 +14,15 @@ import (
 const (
 	fdAgent   = 3
 	fdConsole = 4
+	// fdQMP is the QMP socket of a machine whose RAM is a file: one that
+	// makes a template, or one restored from it.
+	fdQMP = 5
+	// fdState is the saved state a machine is restored from.
+	fdState = 6
 )
+
+// ramID names the memory backend of a machine whose RAM is a file.
+const ramID = "pyro-ram"
 
 // baseCmdline is what every guest kernel gets. quiet keeps the slow
 // emulated serial port out of the boot path; panic=-1 with -no-reboot turns
@@ -38,7 +46,16 @@ func Args(spec vmm.Spec) ([]string, error) {
 	if spec.VCPUs < 1 || spec.MemMiB < 64 {
 		return nil, fmt.Errorf("invalid machine size: %d vCPUs, %d MiB", spec.VCPUs, spec.MemMiB)
 	}
-	for _, s := range append([]string{spec.Kernel, spec.Initrd}, diskPaths(spec)...) {
+	paths := append([]string{spec.Kernel, spec.Initrd}, diskPaths(spec)...)
+	if spec.Memory != nil {
+		paths = append(paths, spec.Memory.Path)
+		if spec.Memory.Shared && spec.Restore != nil {
+			return nil, fmt.Errorf("a machine restored from a template cannot also make one")
+		}
+	} else if spec.Restore != nil {
+		return nil, fmt.Errorf("restoring a machine needs the memory file of its template")
+	}
+	for _, s := range paths {
 		// QEMU's option syntax uses ',' as a separator; a path holding one
 		// would need escaping and is refused instead.
 		if strings.ContainsAny(s, ",\n") {
@@ -46,9 +63,13 @@ func Args(spec vmm.Spec) ([]string, error) {
 		}
 	}
 	cmdline := append([]string(nil), baseCmdline...)
+	machine := "microvm,x-option-roms=off,rtc=on,isa-serial=on"
+	if spec.Memory != nil {
+		machine += ",memory-backend=" + ramID
+	}
 	args := []string{
 		"-name", "pyro-" + spec.ID,
-		"-M", "microvm,x-option-roms=off,rtc=on,isa-serial=on",
+		"-M", machine,
 		"-m", strconv.Itoa(spec.MemMiB),
 		"-smp", strconv.Itoa(spec.VCPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -79,6 +100,23 @@ func Args(spec vmm.Spec) ([]string, error) {
 		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", fdAgent),
 		"-device", "virtserialport,chardev=agent,name=org.pyro.agent",
 	)
+	if m := spec.Memory; m != nil {
+		// The template's machine writes its RAM into the file; restored
+		// machines map it copy-on-write. Both set the x-ignore-shared
+		// migration capability over QMP (QEMU 7.2 has no option for it).
+		share := "off"
+		if m.Shared {
+			share = "on"
+		}
+		args = append(args,
+			"-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,share=%s", ramID, spec.MemMiB, m.Path, share),
+			"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d", fdQMP), "-mon", "chardev=qmp,mode=control",
+		)
+	}
+	if spec.Restore != nil {
+		// The state comes in over QMP, once the capability is set.
+		args = append(args, "-incoming", "defer")
+	}
 	for i, d := range spec.Disks {
 		drive := fmt.Sprintf("id=disk%d,file=%s,format=raw,if=none,discard=unmap", i, d.Path)
 		if d.ReadOnly {

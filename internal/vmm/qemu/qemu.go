@@ -4,6 +4,8 @@ package qemu
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -57,18 +59,32 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.ExtraFiles = []*os.File{agentVM, consoleVM} // fdAgent, fdConsole
-	cmd.Stdin = nil
-	cmd.Stdout = m.diag
-	cmd.Stderr = m.diag
-	// QEMU dies with pyro, even when pyro is killed with SIGKILL, and sits
-	// in its own process group: a Ctrl-C at the terminal reaches pyro,
-	// which then stops the machine in order.
+	var qmpVM *os.File
+	if spec.Memory != nil {
+		if m.qmp, qmpVM, err = socketPair(); err != nil {
+			agentHost.Close()
+			agentVM.Close()
+			consoleHost.Close()
+			consoleVM.Close()
+			return nil, err
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, qmpVM) // fdQMP
+		if spec.Restore != nil {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, spec.Restore) // fdState
+		}
+	}
 	m.proc, err = proc.Start(cmd)
 	agentVM.Close()
 	consoleVM.Close()
+	if qmpVM != nil {
+		qmpVM.Close()
+	}
 	if err != nil {
 		agentHost.Close()
 		consoleHost.Close()
+		if m.qmp != nil {
+			m.qmp.Close()
+		}
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	console := spec.Console
@@ -83,8 +99,54 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 		m.proc.Wait()
 		m.agent.Close()
 		consoleHost.Close()
+		if m.qmp != nil {
+			m.qmp.Close()
+		}
 	}()
+	if spec.Restore != nil {
+		if err := m.loadState(ctx); err != nil {
+			m.Kill()
+			return nil, fmt.Errorf("restoring the machine: %w (%s)", err, m.Diagnostics())
+		}
+	}
 	return m, nil
+}
+
+// ignoreShared is the migration capability that leaves RAM in a shared
+// file out of a saved state: saving takes milliseconds, and a restore maps
+// the file instead of reading the RAM back in.
+var ignoreShared = map[string]any{"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}}}
+
+// monitor connects to the machine's QMP.
+func (m *machine) monitor(ctx context.Context) (*qmp, error) {
+	if m.qmp == nil {
+		return nil, fmt.Errorf("this machine has no QMP channel")
+	}
+	q, err := newQMP(m.qmp)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.handshake(ctx); err != nil {
+		q.close()
+		return nil, err
+	}
+	return q, nil
+}
+
+// loadState starts the restore of a machine started with -incoming defer
+// from the state file passed as fdState. QEMU loads it and runs the
+// machine; a state it cannot load makes it exit.
+func (m *machine) loadState(ctx context.Context) error {
+	q, err := m.monitor(ctx)
+	if err != nil {
+		return err
+	}
+	defer q.close()
+	if _, err := q.execute(ctx, "migrate-set-capabilities", ignoreShared, nil); err != nil {
+		return err
+	}
+	_, err = q.execute(ctx, "migrate-incoming", map[string]string{"uri": fmt.Sprintf("fd:%d", fdState)}, nil)
+	return err
 }
 
 func socketPair() (host, vm *os.File, err error) {
@@ -97,8 +159,53 @@ func socketPair() (host, vm *os.File, err error) {
 
 type machine struct {
 	agent *os.File
+	qmp   *os.File // the host end of QMP, for a machine making a template
 	proc  *proc.Process
 	diag  *vmm.Ring
+}
+
+// SaveState implements vmm.Snapshotter.
+func (m *machine) SaveState(ctx context.Context, to *os.File) error {
+	q, err := m.monitor(ctx)
+	if err != nil {
+		return err
+	}
+	defer q.close()
+	if _, err := q.execute(ctx, "migrate-set-capabilities", ignoreShared, nil); err != nil {
+		return err
+	}
+	return q.migrateTo(ctx, to)
+}
+
+// TemplateKey implements vmm.Templater: QEMU's binary (path, size and
+// modification time: an upgrade changes them) and every argument but the
+// machine's name, the template's own files and the TSC rate and loop
+// count given to the kernel: they only steer its boot, which a restored
+// machine skips, and a host's measure of them may vary.
+func (b *Backend) TemplateKey(spec vmm.Spec) (string, error) {
+	bin := b.Path
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath(Binary); err != nil {
+			return "", err
+		}
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return "", err
+	}
+	spec.ID, spec.Memory, spec.Restore, spec.Console = "", nil, nil, nil
+	spec.TSCKHz, spec.LoopsPerJiffy = 0, 0
+	args, err := Args(spec)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%d\n%d\n", bin, fi.Size(), fi.ModTime().UnixNano())
+	for _, a := range args {
+		fmt.Fprintf(h, "%s\n", a)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
 func (m *machine) Agent() io.ReadWriteCloser { return m.agent }

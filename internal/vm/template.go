@@ -1,0 +1,275 @@
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pyro-sandbox/pyro/internal/agentproto"
+	"github.com/pyro-sandbox/pyro/internal/errs"
+	"github.com/pyro-sandbox/pyro/internal/fsutil"
+	"github.com/pyro-sandbox/pyro/internal/guest"
+	"github.com/pyro-sandbox/pyro/internal/vmm"
+)
+
+// A template is a machine booted once to agent-ready and snapshotted there,
+// its agent waiting for the answer to its hello: its RAM in a file and its
+// device state beside it. A machine restored from it maps that RAM
+// copy-on-write and skips the kernel's boot, init's and the first
+// command's cold caches; the host then answers the hello, with its own
+// clock and fresh entropy, as if the restored machine had just said it.
+//
+// Templates live in the cache's boot directory, one per key (the VMM's
+// build and every argument of the machine: kernel, initramfs, root
+// filesystem, size, accelerator), and are rebuilt rather than trusted when
+// anything they depend on changes.
+const (
+	templateMemory = "memory"     // the guest's RAM
+	templateState  = "state"      // the VMM's saved device state
+	templateHello  = "hello.json" // the agent's hello, which the template's host never answered
+	// templateFailed marks a key whose template could not be made (a VMM
+	// without the abilities it needs, a full disk): for failedTemplateTTL
+	// boots go cold at once instead of paying for another attempt.
+	templateFailed    = ".failed"
+	failedTemplateTTL = time.Hour
+)
+
+// staleTemplate is how long a template may go unused before the next new
+// template removes it.
+const staleTemplate = 7 * 24 * time.Hour
+
+// errNoTemplate sends a boot down the cold path.
+var errNoTemplate = errors.New("no template")
+
+// restoreTimeout bounds a restore to a ready agent: a snapshot that does
+// not come back this fast is broken, and a cold boot is the better bet.
+const restoreTimeout = 20 * time.Second
+
+type template struct {
+	dir   string
+	hello agentproto.Hello
+}
+
+func templatesDir(o Options) string { return filepath.Join(o.Cache.Dir, "boot", "templates") }
+
+// templateSpec is spec as a template's machine boots it: its init knows
+// it will be snapshotted.
+func templateSpec(spec vmm.Spec) vmm.Spec {
+	spec.Cmdline = append(append([]string(nil), spec.Cmdline...), guest.ParamTemplate+"=1")
+	return spec
+}
+
+// bootFromTemplate restores the machine of spec from its template, making
+// the template first if there is none. errNoTemplate (or any error, when
+// ctx is still live) means: boot cold.
+func bootFromTemplate(ctx context.Context, o Options, tb vmm.Templater, spec vmm.Spec, v *VM) error {
+	spec = templateSpec(spec)
+	key, err := tb.TemplateKey(spec)
+	if err != nil {
+		return errNoTemplate
+	}
+	dir := filepath.Join(templatesDir(o), key)
+	if fi, err := os.Stat(dir + templateFailed); err == nil && time.Since(fi.ModTime()) < failedTemplateTTL {
+		return errNoTemplate
+	}
+	t, err := openTemplate(dir)
+	if err != nil {
+		if t, err = makeTemplate(ctx, o, spec, dir); err != nil {
+			return err
+		}
+	}
+	if err := restore(ctx, o, spec, t, v); err != nil {
+		// A template that does not restore is not used again.
+		if ctx.Err() == nil {
+			fsutil.RemoveTree(dir)
+		}
+		return err
+	}
+	return nil
+}
+
+func openTemplate(dir string) (*template, error) {
+	b, err := os.ReadFile(filepath.Join(dir, templateHello))
+	if err != nil {
+		return nil, err
+	}
+	t := &template{dir: dir}
+	if err := json.Unmarshal(b, &t.hello); err != nil {
+		return nil, err
+	}
+	// The state's modification time says when the template was last
+	// used, for removeStaleTemplates.
+	now := time.Now()
+	if err := os.Chtimes(filepath.Join(dir, templateState), now, now); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// makeTemplate boots spec with its RAM shared into a new file, waits for
+// the agent's hello, saves the machine's state and names the result dir.
+// Only one pyro makes a given template: another one boots cold meanwhile.
+func makeTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*template, error) {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, errNoTemplate
+	}
+	lock, ok, err := fsutil.TryLock(dir + ".lock")
+	if err != nil || !ok {
+		return nil, errNoTemplate
+	}
+	defer lock.Unlock()
+	if t, err := openTemplate(dir); err == nil {
+		return t, nil // made while this pyro waited for the lock
+	}
+	removeStaleTemplates(parent, time.Now().Add(-staleTemplate))
+	// Attempts at this key that were killed left their work: with the
+	// lock held, none of it is live.
+	if old, err := filepath.Glob(dir + ".tmp-*"); err == nil {
+		for _, p := range old {
+			fsutil.RemoveTree(p)
+		}
+	}
+	tmp, err := os.MkdirTemp(parent, filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return nil, errNoTemplate
+	}
+	if o.Phase != nil {
+		o.Phase("template", "detail", "first boot of this environment and size: making the snapshot later runs restore")
+	}
+	defer os.RemoveAll(tmp)
+	t, err := saveTemplate(ctx, o, spec, tmp)
+	if err != nil {
+		if ctx.Err() == nil {
+			// Remember for a while, so that each boot does not pay for
+			// another attempt; the cold boot that follows says what is
+			// wrong if the machine cannot boot at all.
+			os.WriteFile(dir+templateFailed, []byte(err.Error()+"\n"), 0o644)
+		}
+		return nil, err
+	}
+	os.Remove(dir + templateFailed)
+	// A broken template of this key (it did not open above) is replaced.
+	fsutil.RemoveTree(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, errNoTemplate
+	}
+	fsutil.SyncDir(parent)
+	t.dir = dir
+	return t, nil
+}
+
+func saveTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*template, error) {
+	spec.ID = "template-" + filepath.Base(dir)
+	spec.Memory = &vmm.MemoryFile{Path: filepath.Join(dir, templateMemory), Shared: true}
+	spec.Console = &vmm.Ring{Size: 4 << 10}
+	m, err := o.Backend.Start(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("starting the template's machine: %w", err)
+	}
+	defer m.Kill()
+	saver, ok := m.(vmm.Snapshotter)
+	if !ok {
+		return nil, fmt.Errorf("the %s backend cannot save a machine's state", o.Backend.Name())
+	}
+	bootCtx, cancel := context.WithTimeout(ctx, o.BootTimeout)
+	defer cancel()
+	hello, err := agentproto.ReadHello(bootCtx, m.Agent())
+	if err != nil {
+		return nil, fmt.Errorf("booting the template's machine: %w (%s)", err, strings.TrimSpace(m.Diagnostics()))
+	}
+	state, err := os.Create(filepath.Join(dir, templateState))
+	if err != nil {
+		return nil, err
+	}
+	defer state.Close()
+	if err := saver.SaveState(bootCtx, state); err != nil {
+		return nil, err
+	}
+	m.Kill()
+	// Both files must reach the disk before the template is named: a
+	// restore from a state whose RAM is half written would run garbage.
+	if err := state.Sync(); err != nil {
+		return nil, err
+	}
+	if err := syncFile(spec.Memory.Path); err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(hello)
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, templateHello), b, 0o644); err != nil {
+		return nil, err
+	}
+	return &template{dir: dir, hello: hello}, nil
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// restore starts the machine of spec from template t and answers its
+// agent's hello. On error nothing of the machine is left.
+func restore(ctx context.Context, o Options, spec vmm.Spec, t *template, v *VM) error {
+	state, err := os.Open(filepath.Join(t.dir, templateState))
+	if err != nil {
+		return err
+	}
+	spec.Memory = &vmm.MemoryFile{Path: filepath.Join(t.dir, templateMemory)}
+	spec.Restore = state
+	start := time.Now()
+	m, err := o.Backend.Start(ctx, spec)
+	state.Close()
+	if err != nil {
+		return err
+	}
+	v.Timings.VMMStart = time.Since(start)
+	rctx, cancel := context.WithTimeout(ctx, min(o.BootTimeout, restoreTimeout))
+	defer cancel()
+	sess, err := agentproto.Resume(rctx, m.Agent(), t.hello, agentproto.Config{})
+	if err == nil {
+		// The answer is written blind: a ping proves the restored agent
+		// read it and serves.
+		if _, err = sess.Ping(rctx); err != nil {
+			sess.Close()
+		}
+	}
+	if err != nil {
+		m.Kill()
+		if ctx.Err() != nil {
+			return errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "", "booting the VM was interrupted")
+		}
+		return fmt.Errorf("restoring from template %s: %w (%s)", filepath.Base(t.dir), err, strings.TrimSpace(m.Diagnostics()))
+	}
+	v.Machine, v.Session, v.Hello, v.Restored = m, sess, t.hello, true
+	v.Timings.Boot = time.Since(start)
+	return nil
+}
+
+// removeStaleTemplates removes the templates of dir last used before
+// cutoff, and what failed or interrupted attempts left. A machine restored
+// from a removed template keeps its RAM mapped: removing is safe.
+func removeStaleTemplates(dir string, cutoff time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Stat(p)
+		if e.IsDir() && !strings.Contains(e.Name(), ".tmp-") {
+			fi, err = os.Stat(filepath.Join(p, templateState))
+		}
+		if err == nil && fi.ModTime().Before(cutoff) {
+			fsutil.RemoveTree(p)
+		}
+	}
+}

@@ -5,10 +5,16 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pyro-sandbox/pyro/internal/env"
 )
 
 type runResult struct {
@@ -332,5 +338,110 @@ func TestHostCompatOnlyWhenAllowed(t *testing.T) {
 	// (the shell is a low pid under the agent), and /workspace as cwd.
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "12.") || len(lines[1]) > 3 || lines[2] != "/workspace" {
 		t.Errorf("stdout %q", res.Stdout)
+	}
+}
+
+// runTimings is the part of a run's timings the template test reads.
+type runTimings struct {
+	DurationMs int64  `json:"duration_ms"`
+	Stdout     string `json:"stdout"`
+	Timings    struct {
+		BootSource string `json:"boot_source"`
+		GuestBoot  []any  `json:"guest_boot"`
+	} `json:"timings"`
+}
+
+// A one-shot run restores its machine from a template made on first use;
+// each restored machine has its own randomness and the host's clock; a
+// broken template is dropped for a cold boot, and made again next time.
+func TestRunRestoresFromTemplate(t *testing.T) {
+	templates := filepath.Join(env.DefaultCacheDir(), "boot", "templates")
+	// A memory size no other test uses, so that this template is made
+	// here and is this test's own.
+	mem := strconv.Itoa(520 + 8*rand.IntN(200))
+	before := map[string]bool{}
+	entries, _ := os.ReadDir(templates)
+	for _, e := range entries {
+		before[e.Name()] = true
+	}
+	run := func(extraEnv ...string) (runTimings, result) {
+		t.Helper()
+		var res runTimings
+		r := pyroJSON(t, &res, extraEnv, "run", "debian:12", "--json", "--mem-mib", mem, "--",
+			"sh", "-c", "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' '; date +%s")
+		if r.code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", r.code, r.stderr)
+		}
+		return res, r
+	}
+	checkClock := func(res runTimings) {
+		t.Helper()
+		f := strings.Fields(res.Stdout)
+		if len(f) != 2 {
+			t.Fatalf("stdout %q", res.Stdout)
+		}
+		guest, _ := strconv.ParseInt(f[1], 10, 64)
+		if d := time.Now().Unix() - guest; d < -5 || d > 30 {
+			t.Errorf("the guest's clock is %d s off the host's", d)
+		}
+	}
+
+	first, r := run()
+	if first.Timings.BootSource != "template" || !strings.Contains(r.stderr, "phase=template") {
+		t.Fatalf("first run: boot source %q; stderr:\n%s", first.Timings.BootSource, r.stderr)
+	}
+	var dir string
+	entries, _ = os.ReadDir(templates)
+	for _, e := range entries {
+		if e.IsDir() && !before[e.Name()] {
+			dir = filepath.Join(templates, e.Name())
+		}
+	}
+	if dir == "" {
+		t.Fatalf("no new template in %s", templates)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir); os.Remove(dir + ".lock") })
+	for _, f := range []string{"memory", "state", "hello.json"} {
+		if !fileExists(filepath.Join(dir, f)) {
+			t.Errorf("template lacks %s", f)
+		}
+	}
+	checkClock(first)
+
+	second, r := run()
+	if second.Timings.BootSource != "template" || strings.Contains(r.stderr, "phase=template") {
+		t.Errorf("second run: boot source %q; stderr:\n%s", second.Timings.BootSource, r.stderr)
+	}
+	if len(second.Timings.GuestBoot) != 0 {
+		t.Errorf("a restored run reports the template's boot steps as its own")
+	}
+	if second.DurationMs*2 > first.DurationMs {
+		t.Errorf("a restored run took %d ms, the run that made the template %d ms", second.DurationMs, first.DurationMs)
+	}
+	if strings.Fields(first.Stdout)[0] == strings.Fields(second.Stdout)[0] {
+		t.Errorf("two machines restored from one template read the same random bytes %s", strings.Fields(first.Stdout)[0])
+	}
+	checkClock(second)
+
+	// A state cut short: the restore fails, the run boots cold, and the
+	// template is gone.
+	if err := os.Truncate(filepath.Join(dir, "state"), 1000); err != nil {
+		t.Fatal(err)
+	}
+	broken, r := run()
+	if broken.Timings.BootSource != "cold" || len(broken.Timings.GuestBoot) == 0 {
+		t.Errorf("with a broken template: boot source %q; stderr:\n%s", broken.Timings.BootSource, r.stderr)
+	}
+	if dirExists(dir) {
+		t.Errorf("the broken template %s is still there", dir)
+	}
+	again, r := run()
+	if again.Timings.BootSource != "template" || !strings.Contains(r.stderr, "phase=template") {
+		t.Errorf("after a broken template: boot source %q; stderr:\n%s", again.Timings.BootSource, r.stderr)
+	}
+
+	cold, _ := run("PYRO_TEMPLATES=0")
+	if cold.Timings.BootSource != "cold" {
+		t.Errorf("PYRO_TEMPLATES=0: boot source %q", cold.Timings.BootSource)
 	}
 }

@@ -1941,3 +1941,67 @@ func TestConcurrentOpensGoOutInOrder(t *testing.T) {
 		last = f.Stream
 	}
 }
+
+// A template's host reads the hello and never answers; the host of a
+// machine restored from it answers that hello with Resume, on a
+// connection where the guest's Serve still waits for the answer.
+func TestResumeAnswersAHelloReadEarlier(t *testing.T) {
+	hc, gc := net.Pipe()
+	type served struct {
+		s   *Session
+		ack HelloAck
+		err error
+	}
+	ch := make(chan served, 1)
+	go func() {
+		s, ack, err := Serve(gc, Hello{Versions: []int{Version}, Agent: "test"}, Config{}, nil)
+		ch <- served{s, ack, err}
+	}()
+	hello, err := ReadHello(testCtx(t), hc)
+	if err != nil || hello.Agent != "test" {
+		t.Fatalf("ReadHello: %+v, %v", hello, err)
+	}
+	before := time.Now()
+	host, err := Resume(testCtx(t), hc, hello, Config{})
+	if err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	g := within(t, ch, "Serve")
+	if g.err != nil {
+		t.Fatalf("Serve: %v", g.err)
+	}
+	t.Cleanup(func() { host.Close(); g.s.Close() })
+	if len(g.ack.Entropy) < 32 || time.Unix(0, g.ack.UnixNano).Before(before) {
+		t.Errorf("the answer carries entropy %x and clock %d, want fresh ones", g.ack.Entropy, g.ack.UnixNano)
+	}
+	if _, err := host.Ping(testCtx(t)); err != nil {
+		t.Errorf("ping over the resumed session: %v", err)
+	}
+
+	// Two answers never carry the same entropy.
+	hc2, gc2 := net.Pipe()
+	go func() {
+		s, ack, err := Serve(gc2, hello, Config{}, nil)
+		if err == nil {
+			s.Close()
+		}
+		ch <- served{nil, ack, err}
+	}()
+	ReadHello(testCtx(t), hc2)
+	host2, err := Resume(testCtx(t), hc2, hello, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host2.Close()
+	if g2 := within(t, ch, "Serve"); bytes.Equal(g2.ack.Entropy, g.ack.Entropy) {
+		t.Errorf("two resumes sent the same entropy")
+	}
+}
+
+func TestResumeRefusesAnUnknownVersion(t *testing.T) {
+	hc, gc := net.Pipe()
+	defer gc.Close()
+	if _, err := Resume(testCtx(t), hc, Hello{Versions: []int{Version + 1}}, Config{}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("Resume with versions it does not speak: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -248,5 +249,100 @@ func TestArgsDoesNotShareBaseCmdline(t *testing.T) {
 	}
 	if !slices.Equal(before, baseCmdline) {
 		t.Errorf("Args changed baseCmdline: %q, was %q", baseCmdline, before)
+	}
+}
+
+func TestArgsTemplateMemory(t *testing.T) {
+	spec := testSpec()
+	spec.Memory = &vmm.MemoryFile{Path: "/cache/boot/templates/k/memory", Shared: true}
+	args, err := Args(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := flagValue(t, args, "-M"); !strings.HasSuffix(m, ",memory-backend="+ramID) {
+		t.Errorf("-M %q does not name the memory backend", m)
+	}
+	if o := flagValue(t, args, "-object"); o != "memory-backend-file,id=pyro-ram,size=1024M,mem-path=/cache/boot/templates/k/memory,share=on" {
+		t.Errorf("-object %q", o)
+	}
+	if mon := flagValue(t, args, "-mon"); mon != "chardev=qmp,mode=control" {
+		t.Errorf("-mon %q", mon)
+	}
+	if !slices.Contains(flagValues(args, "-chardev"), "socket,id=qmp,fd=5") {
+		t.Errorf("no QMP chardev on fd 5: %q", args)
+	}
+	if slices.Contains(args, "-incoming") {
+		t.Errorf("a template's machine boots, it does not restore: %q", args)
+	}
+
+	// A restored machine maps the file copy-on-write and waits for its
+	// state over QMP.
+	spec.Memory.Shared = false
+	spec.Restore = os.Stdin
+	args, err = Args(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := flagValue(t, args, "-object"); !strings.HasSuffix(o, ",share=off") {
+		t.Errorf("-object %q, want share=off", o)
+	}
+	if in := flagValue(t, args, "-incoming"); in != "defer" {
+		t.Errorf("-incoming %q", in)
+	}
+}
+
+func TestArgsTemplateRefusals(t *testing.T) {
+	for name, mutate := range map[string]func(*vmm.Spec){
+		"restore without memory":  func(s *vmm.Spec) { s.Restore = os.Stdin },
+		"restore into shared RAM": func(s *vmm.Spec) { s.Restore = os.Stdin; s.Memory = &vmm.MemoryFile{Path: "/m", Shared: true} },
+		"memory path with comma":  func(s *vmm.Spec) { s.Memory = &vmm.MemoryFile{Path: "/a,share=on"} },
+	} {
+		spec := testSpec()
+		mutate(&spec)
+		if _, err := Args(spec); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestTemplateKey(t *testing.T) {
+	b := &Backend{Path: "/bin/sh"} // any file stands in for QEMU's binary
+	key := func(mutate func(*vmm.Spec)) string {
+		spec := testSpec()
+		mutate(&spec)
+		k, err := b.TemplateKey(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	base := key(func(*vmm.Spec) {})
+	// What a restore does not depend on leaves the key alone.
+	for name, mutate := range map[string]func(*vmm.Spec){
+		"id":      func(s *vmm.Spec) { s.ID = "other" },
+		"memory":  func(s *vmm.Spec) { s.Memory = &vmm.MemoryFile{Path: "/elsewhere"} },
+		"restore": func(s *vmm.Spec) { s.Memory = &vmm.MemoryFile{Path: "/m"}; s.Restore = os.Stdin },
+		"tsc":     func(s *vmm.Spec) { s.TSCKHz++; s.LoopsPerJiffy++ },
+	} {
+		if k := key(mutate); k != base {
+			t.Errorf("%s changes the key", name)
+		}
+	}
+	// What the machine is made of changes it.
+	for name, mutate := range map[string]func(*vmm.Spec){
+		"memory size": func(s *vmm.Spec) { s.MemMiB = 2048 },
+		"vcpus":       func(s *vmm.Spec) { s.VCPUs = 1 },
+		"kernel":      func(s *vmm.Spec) { s.Kernel = "/cache/blobs/sha256/other" },
+		"initramfs":   func(s *vmm.Spec) { s.Initrd = "/cache/boot/other.cpio" },
+		"disk":        func(s *vmm.Spec) { s.Disks[0].Path = "/cache/blobs/sha256/other" },
+		"cmdline":     func(s *vmm.Spec) { s.Cmdline = append(s.Cmdline, "x=1") },
+		"accelerator": func(s *vmm.Spec) { s.Accel = vmm.KVM },
+	} {
+		if k := key(mutate); k == base {
+			t.Errorf("%s leaves the key unchanged", name)
+		}
+	}
+	if _, err := (&Backend{Path: "/nonexistent/qemu"}).TemplateKey(testSpec()); err == nil {
+		t.Errorf("a missing QEMU binary gives a key")
 	}
 }

@@ -3,12 +3,12 @@ package agentproto
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"crypto/rand"
 	"math"
 	"sync"
 	"time"

@@ -5,13 +5,10 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -126,119 +123,3 @@ func (b *bench) report() string {
 	}
 	return s.String()
 }
-
-// runJSON is the part of `pyro run --json` the benchmark reads.
-type runJSON struct {
-	ExitCode    int    `json:"exit_code"`
-	Accelerator string `json:"accelerator"`
-	Timings     struct {
-		PrepareMs  int64 `json:"prepare_ms"`
-		VMMStartMs int64 `json:"vmm_start_ms"`
-		BootMs     int64 `json:"boot_ms"`
-		ExecMs     int64 `json:"exec_ms"`
-		TeardownMs int64 `json:"teardown_ms"`
-		GuestBoot  []struct {
-			Step     string `json:"step"`
-			UptimeMs int64  `json:"uptime_ms"`
-		} `json:"guest_boot"`
-	} `json:"timings"`
-}
-
-func (b *bench) measureRun() error {
-	floor, err := newFloor(b.pyro)
-	if err != nil {
-		return err
-	}
-	defer floor.close()
-	var runs, floors, vmmStart, boot, execT, teardown []time.Duration
-	// The guest's own boot steps: uptime at each, as the agent reports.
-	stepNames := []string{"init", "modules", "root", "ready"}
-	steps := map[string][]time.Duration{}
-	// One warm-up of each, not counted: page cache, the KVM probe verdict.
-	b.pyroRun()
-	floor.boot()
-	// A boot is the shortest and noisiest figure here: twice the runs.
-	for i := 0; i < 2*b.runs; i++ {
-		d, err := floor.boot()
-		if err != nil {
-			return err
-		}
-		floors = append(floors, d)
-		start := time.Now()
-		res, err := b.pyroRun()
-		if err != nil {
-			return err
-		}
-		runs = append(runs, time.Since(start))
-		b.accel = res.Accelerator
-		if b.accel == "" {
-			b.accel = "tcg"
-		}
-		vmmStart = append(vmmStart, time.Duration(res.Timings.VMMStartMs)*time.Millisecond)
-		boot = append(boot, time.Duration(res.Timings.BootMs-res.Timings.VMMStartMs)*time.Millisecond)
-		execT = append(execT, time.Duration(res.Timings.ExecMs)*time.Millisecond)
-		teardown = append(teardown, time.Duration(res.Timings.TeardownMs)*time.Millisecond)
-		var prev int64
-		for _, st := range res.Timings.GuestBoot {
-			steps[st.Step] = append(steps[st.Step], time.Duration(st.UptimeMs-prev)*time.Millisecond)
-			prev = st.UptimeMs
-		}
-	}
-	// Diagnostic boots, not timed: when the floor's kernel started its
-	// init, to set beside the run's "init" step.
-	var floorInit []time.Duration
-	for range 5 {
-		d, err := floor.initUptime()
-		if err != nil {
-			return err
-		}
-		floorInit = append(floorInit, d)
-	}
-	ratio := float64(median(runs)) / float64(median(floors))
-	// Each run is paired with the floor booted just before it: a slow
-	// spell of this shared machine slows both, and the pair's ratio
-	// cancels it, where the ratio of the two medians does not.
-	pairs := make([]float64, len(runs))
-	for i := range runs {
-		pairs[i] = float64(runs[i]) / float64(floors[i])
-	}
-	target := 1.3
-	verdict := "met"
-	if ratio > target {
-		verdict = "NOT met"
-	}
-	b.rows = append(b.rows,
-		row{"`pyro run debian:12 -- true`, whole command", minMax(runs), "", ""},
-		row{"  VMM start (process spawn)", ms(median(vmmStart)), "", ""},
-		row{"  boot to agent ready", ms(median(boot)), "", ""},
-		row{"  in the guest: kernel boot and init's Go start (uptime at init's first step)", ms(median(steps[stepNames[0]])), "", ""},
-		row{"  in the guest: kernel modules", ms(median(steps[stepNames[1]])), "", ""},
-		row{"  in the guest: root filesystem (ext4 + overlay, mounts moved)", ms(median(steps[stepNames[2]])), "", ""},
-		row{"  in the guest: agent ready (late mounts, lo, port, hello)", ms(median(steps[stepNames[3]])), "", ""},
-		row{"  exec of `true`", ms(median(execT)), "", ""},
-		row{"  teardown", ms(median(teardown)), "", ""},
-		row{"floor: same QEMU + kernel, init powers off at once", minMax(floors), "", ""},
-		row{"  floor, in the guest: kernel boot and init's Go start (uptime at init's first step; 5 more boots)", ms(median(floorInit)), "", ""},
-		row{"run ÷ floor", fmt.Sprintf("%.2f", ratio), fmt.Sprintf("≤ %.1f under TCG", target), verdict},
-		row{"  the same as the median of each run ÷ the floor booted just before it", fmt.Sprintf("%.2f", medianFloat(pairs)), "", ""},
-	)
-	b.notes = append(b.notes, "Where a run's time goes under TCG (the guest's boot steps in the result's `timings.guest_boot`, as uptimes; the kernel's own log with `initcall_debug`; `GODEBUG=inittrace=1` on the guest's command line): the QEMU start and the kernel boot are the floor's too. On top of them: the kernel unpacks a larger initramfs (pyro's guest build, 2.8 MiB, and the modules, 1 MiB; the floor's is 1.2 MiB); Go's runtime and package initialisers run in the guest build (85 packages; the whole pyro binary, 128 packages with MCP, the registry client and the CLI, took ~200 ms more per boot, which is why pyro embeds a guest-only build); init loads six modules (virtio_ring, virtio, virtio_mmio, virtio_blk with the disk's probe, virtio_console with its ports, overlay), mounts the root, brings `lo` up and says hello; then the first command pays for a cold page cache (its binary, `ld.so` and libc read through virtio-blk) and for QEMU translating code that has not run yet. Under hardware KVM each of these is tens of times shorter.")
-	b.notes = append(b.notes, fmt.Sprintf("`run` is the wall-clock time of the whole `pyro run --json debian:12 -- true` process; its phases come from the result's `timings`. The floor boots the environment's kernel with the same QEMU arguments pyro uses (machine, accelerator, kernel command line, devices) and a %d KiB initramfs holding only a static init that powers off; it is timed from QEMU's start to its exit.", floor.initrdKiB))
-	return nil
-}
-
-func (b *bench) pyroRun() (*runJSON, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(b.pyro, "run", "debian:12", "--json", "--", "true")
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("pyro run: %v\n%s%s", err, stdout.String(), stderr.String())
-	}
-	var res runJSON
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
-}
-
-var _ = filepath.Join

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"sort"
 	"strings"
 	"time"
@@ -295,10 +296,18 @@ func (c *Cache) noPullRunning() bool {
 	return true
 }
 
+// removeAllCounting removes dir and returns the disk space its files took:
+// their allocated blocks, not their sizes, since a template's memory file
+// is as large as the guest's RAM and holds only what the guest touched.
 func removeAllCounting(dir string) int64 {
 	var n int64
 	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		} else {
 			n += fi.Size()
 		}
 		return nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -340,13 +341,25 @@ func TestPrune(t *testing.T) {
 	if n := blobCount(t, c); n != 7 {
 		t.Fatalf("%d blobs before Prune, want 7", n)
 	}
-	// Derived and leftover files.
+	// Derived and leftover files, counted by the disk space they take.
+	var derived int64
 	for _, p := range []string{filepath.Join(c.Dir, "boot", "x.cpio"), filepath.Join(c.Dir, "tmp", "pull-1", "rootfs")} {
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		if err := os.WriteFile(p, []byte("12345"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		derived += allocated(t, p)
 	}
+	// A template's memory: as large as the guest's RAM, sparse.
+	mem := filepath.Join(c.Dir, "boot", "templates", "k", "memory")
+	os.MkdirAll(filepath.Dir(mem), 0o755)
+	if err := os.WriteFile(mem, []byte("12345"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(mem, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	derived += allocated(t, mem)
 
 	res, err := c.Prune(ctx, func(m *Manifest) bool { return m.Name == "keep" }, nil)
 	if err != nil {
@@ -360,7 +373,10 @@ func TestPrune(t *testing.T) {
 	if res.RemovedBlobs != 4 {
 		t.Errorf("removed %d blobs, want 4", res.RemovedBlobs)
 	}
-	wantFreed := int64(len("kernel s")+len("modules s")+len("rootfs s")) + orphan.Size + 5 + 5
+	wantFreed := int64(len("kernel s")+len("modules s")+len("rootfs s")) + orphan.Size + derived
+	if derived >= 1<<30 {
+		t.Fatalf("the sparse file takes %d bytes", derived)
+	}
 	if res.FreedBytes != wantFreed {
 		t.Errorf("freed %d bytes, want %d", res.FreedBytes, wantFreed)
 	}
@@ -479,4 +495,14 @@ func TestLockWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.Unlock()
+}
+
+// allocated is the disk space a file takes.
+func allocated(t *testing.T, p string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
 }

@@ -98,6 +98,9 @@ func openTemplate(dir string) (*template, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(b) > agentproto.MaxControlPayload {
+		return nil, fmt.Errorf("template hello of %d bytes", len(b))
+	}
 	t := &template{dir: dir}
 	if err := json.Unmarshal(b, &t.hello); err != nil {
 		return nil, err

@@ -11,9 +11,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"syscall"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pyro-sandbox/pyro/internal/errs"

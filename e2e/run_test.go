@@ -193,7 +193,8 @@ func TestRunBadInput(t *testing.T) {
 		{"qemu missing", []string{"PATH=" + noQEMU}, []string{"run", "debian:12", "--", "true"}, 125, "qemu-system-x86_64 not found", "apt-get install qemu-system-x86", "unavailable"},
 		{"bad accelerator", []string{"PYRO_ACCEL=warp"}, []string{"run", "debian:12", "--", "true"}, 2, "PYRO_ACCEL", "", "invalid_argument"},
 		{"network not built yet", nil, []string{"run", "debian:12", "--network", "--", "true"}, 125, "guest networking is not supported yet", "without --network", "unavailable"},
-		{"guest never ready", []string{"PYRO_BOOT_TIMEOUT_SECONDS=1"}, []string{"run", "debian:12", "--", "true"}, 125, "did not become ready within 1s", "pyro doctor", "timeout"},
+		// A cold boot: a restored machine is ready well within a second.
+		{"guest never ready", []string{"PYRO_BOOT_TIMEOUT_SECONDS=1", "PYRO_TEMPLATES=0"}, []string{"run", "debian:12", "--", "true"}, 125, "did not become ready within 1s", "pyro doctor", "timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := pyro(t, tc.env, tc.args...)
@@ -383,6 +384,20 @@ func TestRunRestoresFromTemplate(t *testing.T) {
 		guest, _ := strconv.ParseInt(f[1], 10, 64)
 		if d := time.Now().Unix() - guest; d < -5 || d > 30 {
 			t.Errorf("the guest's clock is %d s off the host's", d)
+		}
+	}
+
+	// A first boot that runs out of time fails the run as a cold boot
+	// would, and leaves nothing that stops the next run making the
+	// template.
+	slow := pyro(t, []string{"PYRO_BOOT_TIMEOUT_SECONDS=1"}, "run", "debian:12", "--mem-mib", mem, "--", "true")
+	if slow.code != 125 || !strings.Contains(slow.stderr, "did not become ready") {
+		t.Errorf("a template boot out of time: exit %d; stderr:\n%s", slow.code, slow.stderr)
+	}
+	entries, _ = os.ReadDir(templates)
+	for _, e := range entries {
+		if !before[e.Name()] && !strings.HasSuffix(e.Name(), ".lock") {
+			t.Errorf("a boot that ran out of time left %s", e.Name())
 		}
 	}
 

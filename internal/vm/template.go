@@ -148,10 +148,11 @@ func makeTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*t
 	defer os.RemoveAll(tmp)
 	t, err := saveTemplate(ctx, o, spec, tmp)
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 			// Remember for a while, so that each boot does not pay for
 			// another attempt; the cold boot that follows says what is
-			// wrong if the machine cannot boot at all.
+			// wrong if the machine cannot boot at all. A boot that only
+			// ran out of time (a busy host) is tried again next time.
 			os.WriteFile(dir+templateFailed, []byte(err.Error()+"\n"), 0o644)
 		}
 		return nil, err
@@ -183,6 +184,9 @@ func saveTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*t
 	bootCtx, cancel := context.WithTimeout(ctx, o.BootTimeout)
 	defer cancel()
 	hello, err := agentproto.ReadHello(bootCtx, m.Agent())
+	if err != nil && bootCtx.Err() != nil {
+		return nil, fmt.Errorf("booting the template's machine: %w", bootCtx.Err())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("booting the template's machine: %w (%s)", err, strings.TrimSpace(m.Diagnostics()))
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/pyro-sandbox/pyro/internal/accel"
 	"github.com/pyro-sandbox/pyro/internal/env"
 	"github.com/pyro-sandbox/pyro/internal/host"
+	"github.com/pyro-sandbox/pyro/internal/vm"
 	"github.com/pyro-sandbox/pyro/internal/vmm/qemu"
 )
 
@@ -138,6 +139,15 @@ func (c *Client) Doctor(ctx context.Context, req DoctorRequest) (*DoctorReport, 
 		add("cache", "FAIL", err.Error(), "set PYRO_ENV_CACHE to a writable directory")
 	} else {
 		add("cache", "PASS", fmt.Sprintf("%s (%d environments installed)", c.cache.Dir, len(installed)), "")
+	}
+	switch ts := vm.Templates(c.cache.Dir); {
+	case !templatesEnabled():
+		add("templates", "PASS", "off (PYRO_TEMPLATES=0): every run boots its VM cold", "")
+	case len(ts.Failures) > 0:
+		add("templates", "WARN", "runs boot cold: a template could not be made: "+ts.Failures[0],
+			"pyro needs QEMU with memory-backend-file and the x-ignore-shared migration capability, and free space in the cache; it tries again within the hour")
+	default:
+		add("templates", "PASS", fmt.Sprintf("%d made (%d MiB); the first run of an environment at each size makes one, later runs restore it", ts.Count, ts.Bytes>>20), "")
 	}
 	if err := env.CheckBuildHost(); err != nil {
 		add("local-build", "WARN", err.Error(), HintOf(err))

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pyro-sandbox/pyro/internal/agentproto"
@@ -130,7 +132,7 @@ func makeTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*t
 	if t, err := openTemplate(dir); err == nil {
 		return t, nil // made while this pyro waited for the lock
 	}
-	removeStaleTemplates(parent, time.Now().Add(-staleTemplate))
+	removeStaleTemplates(parent, time.Now().Add(-staleTemplate), maxTemplates-1)
 	// Attempts at this key that were killed left their work: with the
 	// lock held, none of it is live.
 	if old, err := filepath.Glob(dir + ".tmp-*"); err == nil {
@@ -261,22 +263,78 @@ func restore(ctx context.Context, o Options, spec vmm.Spec, t *template, v *VM) 
 	return nil
 }
 
+// maxTemplates bounds the templates kept: each size and each pyro build
+// makes its own, and each takes ~100 MiB.
+const maxTemplates = 8
+
 // removeStaleTemplates removes the templates of dir last used before
-// cutoff, and what failed or interrupted attempts left. A machine restored
-// from a removed template keeps its RAM mapped: removing is safe.
-func removeStaleTemplates(dir string, cutoff time.Time) {
+// cutoff or beyond the keep most recently used, and what failed or
+// interrupted attempts left. A machine restored from a removed template
+// keeps its RAM mapped: removing is safe.
+func removeStaleTemplates(dir string, cutoff time.Time, keep int) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
+	type used struct {
+		path string
+		at   time.Time
+	}
+	var templates []used
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		fi, err := os.Stat(p)
 		if e.IsDir() && !strings.Contains(e.Name(), ".tmp-") {
-			fi, err = os.Stat(filepath.Join(p, templateState))
+			if fi, err = os.Stat(filepath.Join(p, templateState)); err == nil {
+				templates = append(templates, used{p, fi.ModTime()})
+			}
 		}
 		if err == nil && fi.ModTime().Before(cutoff) {
 			fsutil.RemoveTree(p)
 		}
 	}
+	slices.SortFunc(templates, func(a, b used) int { return b.at.Compare(a.at) })
+	for i, t := range templates {
+		if i >= keep && !t.at.Before(cutoff) {
+			fsutil.RemoveTree(t.path)
+		}
+	}
+}
+
+// TemplateSummary says what templates a cache holds, for the doctor.
+type TemplateSummary struct {
+	Count int
+	Bytes int64 // disk space they take
+	// Failures are the reasons templates could not be made lately: runs
+	// of those keys boot cold until the marker expires.
+	Failures []string
+}
+
+// Templates summarises the templates of the environment cache in dir.
+func Templates(cacheDir string) TemplateSummary {
+	var s TemplateSummary
+	root := filepath.Join(cacheDir, "boot", "templates")
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		p := filepath.Join(root, e.Name())
+		switch {
+		case e.IsDir() && !strings.Contains(e.Name(), ".tmp-"):
+			s.Count++
+			filepath.Walk(p, func(_ string, fi os.FileInfo, err error) error {
+				if st, ok := fi.Sys().(*syscall.Stat_t); err == nil && ok {
+					s.Bytes += st.Blocks * 512
+				}
+				return nil
+			})
+		case strings.HasSuffix(e.Name(), templateFailed):
+			fi, err := e.Info()
+			if err != nil || time.Since(fi.ModTime()) >= failedTemplateTTL {
+				continue
+			}
+			if b, err := os.ReadFile(p); err == nil {
+				s.Failures = append(s.Failures, strings.TrimSpace(string(b[:min(len(b), 512)])))
+			}
+		}
+	}
+	return s
 }

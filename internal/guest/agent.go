@@ -40,13 +40,22 @@ func (a *agent) serve(conn io.ReadWriteCloser) error {
 		UptimeMillis: uptimeMillis(),
 		Boot:         bootSteps,
 	}
-	sess, ack, err := agentproto.Serve(conn, hello, agentproto.Config{}, a.handle)
+	// No request is served before the host's clock and entropy are in:
+	// in a machine restored from a template, the first command must
+	// neither see the template's time nor share its randomness.
+	ready := make(chan struct{})
+	handle := func(st *agentproto.Stream, open agentproto.Open) {
+		<-ready
+		a.handle(st, open)
+	}
+	sess, ack, err := agentproto.Serve(conn, hello, agentproto.Config{}, handle)
 	if err != nil {
 		return err
 	}
 	if a.inVM {
 		applyHostState(ack)
 	}
+	close(ready)
 	<-sess.Done()
 	return sess.Err()
 }

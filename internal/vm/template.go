@@ -76,26 +76,49 @@ func bootFromTemplate(ctx context.Context, o Options, tb vmm.Templater, spec vmm
 		return errNoTemplate
 	}
 	dir := filepath.Join(templatesDir(o), key)
-	if fi, err := os.Stat(dir + templateFailed); err == nil && time.Since(fi.ModTime()) < failedTemplateTTL {
-		return errNoTemplate
-	}
-	t, err := openTemplate(dir)
+	t, err := openTemplate(dir, spec.MemMiB)
 	if err != nil {
+		if fi, err := os.Stat(dir + templateFailed); err == nil && time.Since(fi.ModTime()) < failedTemplateTTL {
+			return errNoTemplate
+		}
 		if t, err = makeTemplate(ctx, o, spec, dir); err != nil {
 			return err
 		}
 	}
 	if err := restore(ctx, o, spec, t, v); err != nil {
-		// A template that does not restore is not used again.
 		if ctx.Err() == nil {
-			fsutil.RemoveTree(dir)
+			// A template that does not restore is not used again, nor
+			// made again for a while: a VMM that saves but cannot
+			// restore would otherwise cost each run a template boot.
+			discardTemplate(dir)
+			os.WriteFile(dir+templateFailed, []byte(err.Error()+"\n"), 0o644)
+			if o.Phase != nil {
+				o.Phase("template", "detail", "the template did not restore; booting cold: "+err.Error())
+			}
 		}
 		return err
 	}
 	return nil
 }
 
-func openTemplate(dir string) (*template, error) {
+// discardTemplate removes a template at once for every pyro: renamed
+// away first (an atomic step), so nobody opens a half-removed one.
+func discardTemplate(dir string) {
+	gone := fmt.Sprintf("%s.tmp-gone-%d", dir, time.Now().UnixNano())
+	if os.Rename(dir, gone) == nil {
+		fsutil.RemoveTree(gone)
+	}
+}
+
+// openTemplate returns the template in dir if it is whole: a memory file
+// of the machine's size (QEMU would create a missing one, and resume the
+// guest on zeroed RAM), a state and the hello.
+func openTemplate(dir string, memMiB int) (*template, error) {
+	if fi, err := os.Stat(filepath.Join(dir, templateMemory)); err != nil {
+		return nil, err
+	} else if fi.Size() != int64(memMiB)<<20 {
+		return nil, fmt.Errorf("template memory of %d bytes, want %d MiB", fi.Size(), memMiB)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, templateHello))
 	if err != nil {
 		return nil, err
@@ -129,7 +152,7 @@ func makeTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*t
 		return nil, errNoTemplate
 	}
 	defer lock.Unlock()
-	if t, err := openTemplate(dir); err == nil {
+	if t, err := openTemplate(dir, spec.MemMiB); err == nil {
 		return t, nil // made while this pyro waited for the lock
 	}
 	removeStaleTemplates(parent, time.Now().Add(-staleTemplate), maxTemplates-1)
@@ -161,7 +184,7 @@ func makeTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*t
 	}
 	os.Remove(dir + templateFailed)
 	// A broken template of this key (it did not open above) is replaced.
-	fsutil.RemoveTree(dir)
+	discardTemplate(dir)
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, errNoTemplate
 	}
@@ -198,6 +221,9 @@ func saveTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*t
 	}
 	defer state.Close()
 	if err := saver.SaveState(bootCtx, state); err != nil {
+		if bootCtx.Err() != nil {
+			return nil, fmt.Errorf("saving the template's state: %w", bootCtx.Err())
+		}
 		return nil, err
 	}
 	m.Kill()
@@ -234,15 +260,15 @@ func restore(ctx context.Context, o Options, spec vmm.Spec, t *template, v *VM) 
 	}
 	spec.Memory = &vmm.MemoryFile{Path: filepath.Join(t.dir, templateMemory)}
 	spec.Restore = state
+	rctx, cancel := context.WithTimeout(ctx, min(o.BootTimeout, restoreTimeout))
+	defer cancel()
 	start := time.Now()
-	m, err := o.Backend.Start(ctx, spec)
+	m, err := o.Backend.Start(rctx, spec)
 	state.Close()
 	if err != nil {
 		return err
 	}
 	v.Timings.VMMStart = time.Since(start)
-	rctx, cancel := context.WithTimeout(ctx, min(o.BootTimeout, restoreTimeout))
-	defer cancel()
 	sess, err := agentproto.Resume(rctx, m.Agent(), t.hello, agentproto.Config{})
 	if err == nil {
 		// The answer is written blind: a ping proves the restored agent
@@ -283,6 +309,11 @@ func removeStaleTemplates(dir string, cutoff time.Time, keep int) {
 	var templates []used
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
+		if strings.HasSuffix(e.Name(), ".lock") {
+			// Another pyro may hold it: removing it would let a third
+			// make the same template at once.
+			continue
+		}
 		fi, err := os.Stat(p)
 		if e.IsDir() && !strings.Contains(e.Name(), ".tmp-") {
 			if fi, err = os.Stat(filepath.Join(p, templateState)); err == nil {

@@ -38,6 +38,9 @@ func TestRemoveStaleTemplates(t *testing.T) {
 	os.Chtimes(leftover, old, old)
 	liveTmp := filepath.Join(dir, "f.tmp-456") // another pyro's work in progress
 	os.MkdirAll(liveTmp, 0o700)
+	oldLock := filepath.Join(dir, "g.lock") // may be held: never removed
+	os.WriteFile(oldLock, nil, 0o600)
+	os.Chtimes(oldLock, old, old)
 
 	removeStaleTemplates(dir, now.Add(-staleTemplate), 2)
 	for _, p := range []string{stale, leftover, fresh[2]} {
@@ -45,7 +48,7 @@ func TestRemoveStaleTemplates(t *testing.T) {
 			t.Errorf("%s survived", filepath.Base(p))
 		}
 	}
-	for _, p := range []string{fresh[0], fresh[1], liveTmp} {
+	for _, p := range []string{fresh[0], fresh[1], liveTmp, oldLock} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s was removed", filepath.Base(p))
 		}

@@ -120,7 +120,7 @@ func Boot(ctx context.Context, o Options) (*VM, error) {
 			return v, nil
 		}
 		if ctx.Err() != nil {
-			return nil, err
+			return nil, errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "", "booting the VM was interrupted")
 		}
 		// Any other failure: the cold boot below is the fallback, and
 		// says what is wrong if the machine cannot boot at all.

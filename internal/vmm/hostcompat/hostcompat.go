@@ -106,6 +106,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 		os.Remove(work)
 		return nil, err
 	}
+	// pyro's end is non-blocking, so that a Close or a deadline ends a
+	// Read blocked on an agent that never speaks.
+	unix.SetNonblock(fds[0], true)
 	hostEnd, agentEnd := os.NewFile(uintptr(fds[0]), "agent-host"), os.NewFile(uintptr(fds[1]), "agent")
 	m := &machine{agent: hostEnd, work: work, diag: &vmm.Ring{Size: 16 << 10}}
 	cmd := exec.Command(b.Agent)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -149,9 +150,18 @@ func (m *machine) loadState(ctx context.Context) error {
 	return err
 }
 
+// socketPair returns a connected pair: pyro's end, non-blocking so that
+// Go's poller serves it (a Close or a deadline then ends a Read blocked
+// on a guest that never speaks), and QEMU's end, blocking, as a child
+// expects its descriptors.
 func socketPair() (host, vm *os.File, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
 		return nil, nil, fmt.Errorf("socketpair: %w", err)
 	}
 	return os.NewFile(uintptr(fds[0]), "vmm-host"), os.NewFile(uintptr(fds[1]), "vmm-guest"), nil
@@ -190,10 +200,15 @@ func (b *Backend) TemplateKey(spec vmm.Spec) (string, error) {
 			return "", err
 		}
 	}
+	// One binary, however PATH reaches it.
+	if real, err := filepath.EvalSymlinks(bin); err == nil {
+		bin = real
+	}
 	fi, err := os.Stat(bin)
 	if err != nil {
 		return "", err
 	}
+	accel := spec.Accel
 	spec.ID, spec.Memory, spec.Restore, spec.Console = "", nil, nil, nil
 	spec.TSCKHz, spec.LoopsPerJiffy = 0, 0
 	args, err := Args(spec)
@@ -205,7 +220,34 @@ func (b *Backend) TemplateKey(spec vmm.Spec) (string, error) {
 	for _, a := range args {
 		fmt.Fprintf(h, "%s\n", a)
 	}
+	if accel == vmm.KVM {
+		// Under KVM the guest saw the host's CPU (-cpu host): another CPU,
+		// microcode or kernel may not offer what it took for granted.
+		fmt.Fprintf(h, "%s\n", hostCPUIdentity())
+	}
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// hostCPUIdentity is what a KVM guest's CPU depends on: the first
+// processor's model, microcode and flags, and the host kernel's release.
+func hostCPUIdentity() string {
+	var b strings.Builder
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "" {
+			break // first processor only
+		}
+		k, _, _ := strings.Cut(line, ":")
+		switch strings.TrimSpace(k) {
+		case "model name", "microcode", "flags":
+			b.WriteString(line + "\n")
+		}
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		b.WriteString(unix.ByteSliceToString(u.Release[:]))
+	}
+	return b.String()
 }
 
 func (m *machine) Agent() io.ReadWriteCloser { return m.agent }

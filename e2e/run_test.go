@@ -456,6 +456,19 @@ func TestRunRestoresFromTemplate(t *testing.T) {
 	if dirExists(dir) {
 		t.Errorf("the broken template %s is still there", dir)
 	}
+	if !strings.Contains(r.stderr, "did not restore") {
+		t.Errorf("the run did not say why it booted cold; stderr:\n%s", r.stderr)
+	}
+	t.Cleanup(func() { os.Remove(dir + ".failed") })
+	// Remembered: the next run boots cold without trying again...
+	remembered, r := run()
+	if remembered.Timings.BootSource != "cold" || strings.Contains(r.stderr, "phase=template") {
+		t.Errorf("right after a broken template: boot source %q; stderr:\n%s", remembered.Timings.BootSource, r.stderr)
+	}
+	// ...until the memory of it expires (here: is removed).
+	if err := os.Remove(dir + ".failed"); err != nil {
+		t.Errorf("no failure marker: %v", err)
+	}
 	again, r := run()
 	if again.Timings.BootSource != "template" || !strings.Contains(r.stderr, "phase=template") {
 		t.Errorf("after a broken template: boot source %q; stderr:\n%s", again.Timings.BootSource, r.stderr)

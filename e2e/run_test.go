@@ -269,9 +269,16 @@ func TestRunConcurrent(t *testing.T) {
 }
 
 func TestSIGKILLOfPyroLeavesNoVM(t *testing.T) {
-	for _, phase := range []string{"phase=start", "phase=execute"} {
+	// phase=template: while the first run at a new size makes its
+	// template; the next run at that size makes it again.
+	newSize := strconv.Itoa(3000 + 8*rand.IntN(200))
+	for _, phase := range []string{"phase=start", "phase=execute", "phase=template"} {
 		t.Run(phase, func(t *testing.T) {
-			cmd, stderr := startPyro(t, nil, "run", "debian:12", "--", "sleep", "60")
+			args := []string{"run", "debian:12", "--", "sleep", "60"}
+			if phase == "phase=template" {
+				args = []string{"run", "debian:12", "--mem-mib", newSize, "--", "sleep", "60"}
+			}
+			cmd, stderr := startPyro(t, nil, args...)
 			waitFor(t, stderr, phase, 90*time.Second)
 			qemu := childQEMU(t, cmd.Process.Pid)
 			cmd.Process.Signal(syscall.SIGKILL)
@@ -284,7 +291,31 @@ func TestSIGKILLOfPyroLeavesNoVM(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			assertNoVMLeft(t)
+			if phase == "phase=template" {
+				var res runTimings
+				r := pyroJSON(t, &res, nil, "run", "debian:12", "--json", "--mem-mib", newSize, "--", "true")
+				if r.code != 0 || res.Timings.BootSource != "template" || !strings.Contains(r.stderr, "phase=template") {
+					t.Errorf("after a kill while making the template: exit %d, boot source %q; stderr:\n%s", r.code, res.Timings.BootSource, r.stderr)
+				}
+				removeNewTemplates(t, newSize)
+			}
 		})
+	}
+}
+
+// removeNewTemplates removes the templates made by a run at memory size
+// mem (none other uses it), and what attempts at them left.
+func removeNewTemplates(t *testing.T, mem string) {
+	templates := filepath.Join(env.DefaultCacheDir(), "boot", "templates")
+	entries, _ := os.ReadDir(templates)
+	for _, e := range entries {
+		p := filepath.Join(templates, e.Name())
+		if b, err := os.ReadFile(filepath.Join(p, "hello.json")); err == nil && b != nil {
+			if fi, err := os.Stat(filepath.Join(p, "memory")); err == nil && strconv.FormatInt(fi.Size()>>20, 10) == mem {
+				os.RemoveAll(p)
+				os.Remove(p + ".lock")
+			}
+		}
 	}
 }
 

@@ -55,9 +55,9 @@ func (p *runPhases) add(whole time.Duration, res *runJSON) {
 
 // ratioRows are a measure's ratio to the floor: of the medians, with its
 // verdict when there is a target, and the median of each run ÷ the floor
-// booted just before it (a slow spell of this shared machine slows both,
-// and the pair's ratio cancels it, where the ratio of the medians does
-// not).
+// booted in the same round (a slow spell of this shared machine slows
+// both, and the pair's ratio cancels it, where the ratio of the medians
+// does not).
 func ratioRows(name string, runs, floors []time.Duration, target float64) []row {
 	ratio := float64(median(runs)) / float64(median(floors))
 	pairs := make([]float64, len(runs))
@@ -72,7 +72,7 @@ func ratioRows(name string, runs, floors []time.Duration, target float64) []row 
 			r.verdict = "NOT met"
 		}
 	}
-	return []row{r, {"  the same as the median of each run ÷ the floor booted just before it", fmt.Sprintf("%.2f", medianFloat(pairs)), "", ""}}
+	return []row{r, {"  the same as the median of each run ÷ the floor booted in the same round", fmt.Sprintf("%.2f", medianFloat(pairs)), "", ""}}
 }
 
 func (b *bench) measureRun() error {
@@ -90,25 +90,22 @@ func (b *bench) measureRun() error {
 	}
 	floor.boot()
 	// A boot is the shortest and noisiest figure here: twice the runs.
-	for i := 0; i < 2*b.runs; i++ {
-		d, err := floor.boot()
-		if err != nil {
+	// Each round boots the floor, a restored run and a cold run, in an
+	// order that rotates: whatever the one before leaves behind (a VM's
+	// memory being freed) falls on each in turn.
+	measures := []func() error{
+		func() error {
+			d, err := floor.boot()
+			floors = append(floors, d)
 			return err
-		}
-		floors = append(floors, d)
-		for _, m := range []struct {
-			p   *runPhases
-			env []string
-		}{{&restored, nil}, {&cold, []string{"PYRO_TEMPLATES=0"}}} {
-			start := time.Now()
-			res, err := b.pyroRun(m.env)
-			if err != nil {
+		},
+		func() error { return b.timedRun(&restored, nil, "template") },
+		func() error { return b.timedRun(&cold, []string{"PYRO_TEMPLATES=0"}, "cold") },
+	}
+	for i := 0; i < 2*b.runs; i++ {
+		for j := range measures {
+			if err := measures[(i+j)%len(measures)](); err != nil {
 				return err
-			}
-			m.p.add(time.Since(start), res)
-			b.accel = res.Accelerator
-			if want := map[bool]string{true: "cold", false: "template"}[m.env != nil]; res.Timings.BootSource != want {
-				return fmt.Errorf("a run meant to boot %s reported boot source %q", want, res.Timings.BootSource)
 			}
 		}
 	}
@@ -170,7 +167,7 @@ func (b *bench) measureRun() error {
 	b.notes = append(b.notes,
 		"A one-shot run restores its machine from a template: the first run of an environment at a given size (vCPUs, memory) boots it cold to agent-ready, with its RAM in a shared file, and saves its device state over QMP (x-ignore-shared leaves the RAM out, so the save takes milliseconds); each later run starts QEMU with that file mapped copy-on-write and the state loaded, answers the agent's hello with the host's clock and fresh entropy (which the agent credits and reseeds the kernel's generator with), and pings it. The kernel's boot, init's work and the cold page cache are skipped; what remains is QEMU's own start, the state load, and, under TCG, translating again the code each run executes. `run ÷ floor` is that default path; the cold path is shown beside it, since the first run at a new size pays it.",
 		"Where a cold run's time goes under TCG (the guest's boot steps in the result's `timings.guest_boot`, as uptimes; the kernel's own log with `initcall_debug`; `GODEBUG=inittrace=1` on the guest's command line): the QEMU start and the kernel boot are the floor's too. On top of them: the kernel unpacks a larger initramfs (pyro's guest build, 2.8 MiB, and the modules, 1 MiB; the floor's is 1.2 MiB); Go's runtime and package initialisers run in the guest build; init loads six modules (virtio_ring, virtio, virtio_mmio, virtio_blk with the disk's probe, virtio_console with its ports, overlay), mounts the root, brings `lo` up and says hello; then the first command pays for a cold page cache and for QEMU translating code that has not run yet.",
-		"`run` is the wall-clock time of the whole `pyro run --json debian:12 -- true` process; its phases come from the result's `timings`. The floor boots the environment's kernel with the same QEMU arguments pyro uses for a cold boot (machine, accelerator, kernel command line, devices) and a "+fmt.Sprintf("%d", floor.initrdKiB)+" KiB initramfs holding only a static init that powers off; it is timed from QEMU's start to its exit. Floor, restored run and cold run take turns, so each sees the same spells of this shared machine.",
+		"`run` is the wall-clock time of the whole `pyro run --json debian:12 -- true` process; its phases come from the result's `timings`. The floor boots the environment's kernel with the same QEMU arguments pyro uses for a cold boot (machine, accelerator, kernel command line, devices) and a "+fmt.Sprintf("%d", floor.initrdKiB)+" KiB initramfs holding only a static init that powers off; it is timed from QEMU's start to its exit. Floor, restored run and cold run take turns, in an order that rotates each round, so each sees the same spells of this shared machine and follows each of the others as often.",
 	)
 	return nil
 }
@@ -186,6 +183,22 @@ func templateDirs() map[string]bool {
 		}
 	}
 	return dirs
+}
+
+// timedRun times one `pyro run -- true` into p and checks how its machine
+// came to be.
+func (b *bench) timedRun(p *runPhases, extraEnv []string, wantSource string) error {
+	start := time.Now()
+	res, err := b.pyroRun(extraEnv)
+	if err != nil {
+		return err
+	}
+	p.add(time.Since(start), res)
+	b.accel = res.Accelerator
+	if res.Timings.BootSource != wantSource {
+		return fmt.Errorf("a run meant to boot %s reported boot source %q", wantSource, res.Timings.BootSource)
+	}
+	return nil
 }
 
 func (b *bench) pyroRun(extraEnv []string, flags ...string) (*runJSON, error) {

@@ -121,7 +121,7 @@ type machine struct {
 // startMachine boots m in a VM, or, when this host cannot boot VMs and the
 // caller allowed it, starts the agent on the host in namespaces. It never
 // falls back silently.
-func (c *Client) startMachine(ctx context.Context, m *env.Manifest, allowHostCompat bool, vcpus, memMiB int, id string) (*machine, error) {
+func (c *Client) startMachine(ctx context.Context, m *env.Manifest, allowHostCompat bool, vcpus, memMiB int, id string, remakeTemplate bool) (*machine, error) {
 	agent, err := c.agentBinary()
 	if err != nil {
 		return nil, err
@@ -150,6 +150,7 @@ func (c *Client) startMachine(ctx context.Context, m *env.Manifest, allowHostCom
 		}
 		o.Backend, o.Accel, o.BootTimeout = c.backend, d.Accel, bootTimeout(d.Accel)
 		o.Templates = templatesEnabled()
+		o.RemakeTemplate = remakeTemplate
 		o.Phase = c.opts.Progress.Phase
 	}
 	kv := []string{"vm_id", id, "backend", o.Backend.Name()}

@@ -45,6 +45,8 @@ type RunRequest struct {
 	// to the output limit) as well as the result.
 	Stdout io.Writer `json:"-"`
 	Stderr io.Writer `json:"-"`
+	// remakeTemplate: Prepare with Force.
+	remakeTemplate bool
 }
 
 // Cleanup says what became of a one-shot VM.
@@ -175,7 +177,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	rep.Phase("create", "environment", req.Environment)
 	id := vm.NewID()
 	res.VMID = id
-	v, err := c.startMachine(ctx, m, req.AllowHostCompat, req.VCPUCount, req.MemMiB, id)
+	v, err := c.startMachine(ctx, m, req.AllowHostCompat, req.VCPUCount, req.MemMiB, id, req.remakeTemplate)
 	if err != nil {
 		return nil, err
 	}

@@ -97,7 +97,7 @@ Start with:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(a.runCommand(), a.doctorCommand(), a.envCommand(), a.demoCommand(), a.workspaceCommand(), a.mcpCommand(), a.hostCommand())
+	root.AddCommand(a.runCommand(), a.doctorCommand(), a.envCommand(), a.prepareCommand(), a.demoCommand(), a.workspaceCommand(), a.mcpCommand(), a.hostCommand())
 	return root
 }
 

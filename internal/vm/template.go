@@ -76,6 +76,10 @@ func bootFromTemplate(ctx context.Context, o Options, tb vmm.Templater, spec vmm
 		return errNoTemplate
 	}
 	dir := filepath.Join(templatesDir(o), key)
+	if o.RemakeTemplate {
+		discardTemplate(dir)
+		os.Remove(dir + templateFailed)
+	}
 	t, err := openTemplate(dir, spec.MemMiB)
 	if err != nil {
 		if fi, err := os.Stat(dir + templateFailed); err == nil && time.Since(fi.ModTime()) < failedTemplateTTL {

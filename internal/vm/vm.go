@@ -44,6 +44,9 @@ type Options struct {
 	// machines whose disks hold nothing of their own: the template's
 	// memory holds the state of every disk as it was when it was made.
 	Templates bool
+	// RemakeTemplate discards the machine's template, and any memory of a
+	// failure to make one, before booting: pyro prepare --force.
+	RemakeTemplate bool
 	// Phase, when set, hears of long steps the caller did not start
 	// itself (making a template).
 	Phase func(phase string, kv ...string)

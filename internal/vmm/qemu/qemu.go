@@ -60,6 +60,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.ExtraFiles = []*os.File{agentVM, consoleVM} // fdAgent, fdConsole
+	cmd.Stdin = nil
+	cmd.Stdout = m.diag
+	cmd.Stderr = m.diag
 	var qmpVM *os.File
 	if spec.Memory != nil {
 		if m.qmp, qmpVM, err = socketPair(); err != nil {
@@ -74,6 +77,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 			cmd.ExtraFiles = append(cmd.ExtraFiles, spec.Restore) // fdState
 		}
 	}
+	// QEMU dies with pyro, even when pyro is killed with SIGKILL, and sits
+	// in its own process group: a Ctrl-C at the terminal reaches pyro,
+	// which then stops the machine in order.
 	m.proc, err = proc.Start(cmd)
 	agentVM.Close()
 	consoleVM.Close()

@@ -61,8 +61,8 @@ func TestPrepare(t *testing.T) {
 		code    int
 		message string
 	}{
-		{[]string{"prepare", "--network"}, 125, "guest networking is not supported yet"},
-		{[]string{"prepare", "debian:99"}, 125, "unknown environment"},
+		{[]string{"prepare", "--network"}, 1, "guest networking is not supported yet"},
+		{[]string{"prepare", "debian:99"}, 1, "unknown environment"},
 		{[]string{"prepare", "debian:12", "debian:12-base"}, 2, "accepts at most 1 arg"},
 	} {
 		r := pyro(t, home, tc.args...)

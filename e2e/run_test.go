@@ -277,6 +277,7 @@ func TestSIGKILLOfPyroLeavesNoVM(t *testing.T) {
 			args := []string{"run", "debian:12", "--", "sleep", "60"}
 			if phase == "phase=template" {
 				args = []string{"run", "debian:12", "--mem-mib", newSize, "--", "sleep", "60"}
+				t.Cleanup(func() { removeNewTemplates(t, newSize) })
 			}
 			cmd, stderr := startPyro(t, nil, args...)
 			waitFor(t, stderr, phase, 90*time.Second)
@@ -297,7 +298,6 @@ func TestSIGKILLOfPyroLeavesNoVM(t *testing.T) {
 				if r.code != 0 || res.Timings.BootSource != "template" || !strings.Contains(r.stderr, "phase=template") {
 					t.Errorf("after a kill while making the template: exit %d, boot source %q; stderr:\n%s", r.code, res.Timings.BootSource, r.stderr)
 				}
-				removeNewTemplates(t, newSize)
 			}
 		})
 	}

@@ -8,6 +8,10 @@ import (
 	"github.com/pyro-sandbox/pyro/internal/errs"
 )
 
+// throwawayTTL bounds the life of prepare's throwaway workspace, in
+// seconds of inactivity.
+const throwawayTTL = 120
+
 // PrepareRequest asks to warm an environment.
 type PrepareRequest struct {
 	// Environment defaults to debian:12.
@@ -77,14 +81,28 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 	// The first run makes the template (or remakes it); a second one
 	// measures what runs cost from now on.
 	rep.Phase("template", "environment", name)
-	first, err := c.Run(ctx, RunRequest{Environment: name, Command: []string{"true"}, remakeTemplate: req.Force})
+	run := func(remake bool) (*RunResult, error) {
+		r, err := c.Run(ctx, RunRequest{Environment: name, Command: []string{"true"}, remakeTemplate: remake})
+		if err == nil && (r.ExitCode != 0 || r.TimedOut) {
+			err = errs.New(errs.Internal, "run 'pyro doctor'", "the proof command `true` exited %d in %s", r.ExitCode, name)
+		}
+		return r, err
+	}
+	first, err := run(req.Force)
 	if err != nil {
 		return nil, err
 	}
 	res.Accelerator, res.ExecutionMode = first.Accelerator, first.ExecutionMode
-	second, err := c.Run(ctx, RunRequest{Environment: name, Command: []string{"true"}})
+	second, err := run(false)
 	if err != nil {
 		return nil, err
+	}
+	if first.Timings.BootSource != "template" && second.Timings.BootSource == "template" {
+		// The second run made the template (the first booted cold while
+		// another pyro held it, or timed out making it): measure again.
+		if second, err = run(false); err != nil {
+			return nil, err
+		}
 	}
 	res.RunMs = second.DurationMs
 	switch {
@@ -99,7 +117,10 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 	// The proof: a throwaway workspace through every step of its life.
 	rep.Phase("prove", "environment", name)
 	t := time.Now()
-	ws, err := c.CreateWorkspace(ctx, WorkspaceCreateRequest{Environment: name, Labels: map[string]string{"pyro.prepare": "throwaway"}})
+	// A short TTL: should pyro die before it deletes the workspace (a
+	// closed terminal, kill -9), its supervisor soon deletes it.
+	ws, err := c.CreateWorkspace(ctx, WorkspaceCreateRequest{Environment: name, TTLSeconds: throwawayTTL,
+		Labels: map[string]string{"pyro.prepare": "throwaway"}})
 	if err != nil {
 		return nil, err
 	}
@@ -107,8 +128,13 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 	// Whatever fails from here, the throwaway workspace goes.
 	deleted := false
 	defer func() {
-		if !deleted {
-			c.DeleteWorkspace(context.WithoutCancel(ctx), DeleteRequest{Workspace: ws.WorkspaceID, Force: true})
+		if deleted {
+			return
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, err := c.DeleteWorkspace(dctx, DeleteRequest{Workspace: ws.WorkspaceID, Force: true}); err != nil {
+			rep.Phase("cleanup", "workspace_id", ws.WorkspaceID, "error", err.Error(), "detail", "its TTL deletes it")
 		}
 	}()
 	t = time.Now()

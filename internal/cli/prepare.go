@@ -13,7 +13,7 @@ func (a *app) prepareCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "prepare [ENVIRONMENT]",
-		Short: "Warm an environment so the next run or workspace is fast",
+		Short: "Warm an environment so the next run is fast, and prove it works",
 		Long: `Prepare makes ENVIRONMENT (default debian:12) ready for fast starts: it
 pulls it if it is not installed, makes the snapshot that runs of the default
 size restore instead of booting (again, with --force), and proves the whole
@@ -28,7 +28,7 @@ path with one throwaway workspace: create, exec, reset, delete.`,
 			}
 			res, err := a.sdk("prepare").Prepare(cmd.Context(), req)
 			if err != nil {
-				return a.fail(asJSON, runFailCode(err), err)
+				return a.fail(asJSON, failCode(err), err)
 			}
 			if asJSON {
 				return writeJSON(a.stdout, res)

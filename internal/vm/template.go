@@ -76,13 +76,11 @@ func bootFromTemplate(ctx context.Context, o Options, tb vmm.Templater, spec vmm
 		return errNoTemplate
 	}
 	dir := filepath.Join(templatesDir(o), key)
-	if o.RemakeTemplate {
-		discardTemplate(dir)
-		os.Remove(dir + templateFailed)
-	}
 	t, err := openTemplate(dir, spec.MemMiB)
-	if err != nil {
-		if fi, err := os.Stat(dir + templateFailed); err == nil && time.Since(fi.ModTime()) < failedTemplateTTL {
+	if err != nil || o.RemakeTemplate {
+		// A remake replaces the template only once the new one is made:
+		// until then the old one serves.
+		if fi, err := os.Stat(dir + templateFailed); err == nil && time.Since(fi.ModTime()) < failedTemplateTTL && !o.RemakeTemplate {
 			return errNoTemplate
 		}
 		if t, err = makeTemplate(ctx, o, spec, dir); err != nil {
@@ -90,7 +88,9 @@ func bootFromTemplate(ctx context.Context, o Options, tb vmm.Templater, spec vmm
 		}
 	}
 	if err := restore(ctx, o, spec, t, v); err != nil {
-		if ctx.Err() == nil {
+		// A restore that only ran out of time (a busy host) proves
+		// nothing against the template.
+		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 			// A template that does not restore is not used again, nor
 			// made again for a while: a VMM that saves but cannot
 			// restore would otherwise cost each run a template boot.
@@ -156,8 +156,8 @@ func makeTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*t
 		return nil, errNoTemplate
 	}
 	defer lock.Unlock()
-	if t, err := openTemplate(dir, spec.MemMiB); err == nil {
-		return t, nil // made while this pyro waited for the lock
+	if t, err := openTemplate(dir, spec.MemMiB); err == nil && !o.RemakeTemplate {
+		return t, nil // made by another pyro since this one looked
 	}
 	removeStaleTemplates(parent, time.Now().Add(-staleTemplate), maxTemplates-1)
 	// Attempts at this key that were killed left their work: with the
@@ -187,7 +187,7 @@ func makeTemplate(ctx context.Context, o Options, spec vmm.Spec, dir string) (*t
 		return nil, err
 	}
 	os.Remove(dir + templateFailed)
-	// A broken template of this key (it did not open above) is replaced.
+	// The template of this key, broken or remade, is replaced.
 	discardTemplate(dir)
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, errNoTemplate
@@ -270,6 +270,9 @@ func restore(ctx context.Context, o Options, spec vmm.Spec, t *template, v *VM) 
 	m, err := o.Backend.Start(rctx, spec)
 	state.Close()
 	if err != nil {
+		if rctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("restoring from template %s: %w", filepath.Base(t.dir), rctx.Err())
+		}
 		return err
 	}
 	v.Timings.VMMStart = time.Since(start)
@@ -285,6 +288,9 @@ func restore(ctx context.Context, o Options, spec vmm.Spec, t *template, v *VM) 
 		m.Kill()
 		if ctx.Err() != nil {
 			return errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "", "booting the VM was interrupted")
+		}
+		if rctx.Err() != nil {
+			err = rctx.Err()
 		}
 		return fmt.Errorf("restoring from template %s: %w (%s)", filepath.Base(t.dir), err, strings.TrimSpace(m.Diagnostics()))
 	}
@@ -325,13 +331,13 @@ func removeStaleTemplates(dir string, cutoff time.Time, keep int) {
 			}
 		}
 		if err == nil && fi.ModTime().Before(cutoff) {
-			fsutil.RemoveTree(p)
+			discardTemplate(p)
 		}
 	}
 	slices.SortFunc(templates, func(a, b used) int { return b.at.Compare(a.at) })
 	for i, t := range templates {
 		if i >= keep && !t.at.Before(cutoff) {
-			fsutil.RemoveTree(t.path)
+			discardTemplate(t.path)
 		}
 	}
 }

@@ -38,12 +38,15 @@ func TestRemoveStaleTemplates(t *testing.T) {
 	os.Chtimes(leftover, old, old)
 	liveTmp := filepath.Join(dir, "f.tmp-456") // another pyro's work in progress
 	os.MkdirAll(liveTmp, 0o700)
+	oldFailure := filepath.Join(dir, "h"+templateFailed)
+	os.WriteFile(oldFailure, []byte("long ago\n"), 0o644)
+	os.Chtimes(oldFailure, old, old)
 	oldLock := filepath.Join(dir, "g.lock") // may be held: never removed
 	os.WriteFile(oldLock, nil, 0o600)
 	os.Chtimes(oldLock, old, old)
 
 	removeStaleTemplates(dir, now.Add(-staleTemplate), 2)
-	for _, p := range []string{stale, leftover, fresh[2]} {
+	for _, p := range []string{stale, leftover, fresh[2], oldFailure} {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("%s survived", filepath.Base(p))
 		}
@@ -52,6 +55,15 @@ func TestRemoveStaleTemplates(t *testing.T) {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s was removed", filepath.Base(p))
 		}
+	}
+	// Nothing is left half-removed under another name.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 4 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("left %q, want the two fresh templates, the live work and the lock", names)
 	}
 }
 

@@ -116,21 +116,30 @@ func within[T any](t testing.TB, ch <-chan T, what string) T {
 	}
 }
 
+// served is what a guest's Serve returned.
+type served struct {
+	s   *Session
+	ack HelloAck
+	err error
+}
+
+// serveAsync runs the guest's Serve on conn and hands over what it
+// returned.
+func serveAsync(conn net.Conn, hello Hello, cfg Config, handler Handler) <-chan served {
+	ch := make(chan served, 1)
+	go func() {
+		s, ack, err := Serve(conn, hello, cfg, handler)
+		ch <- served{s, ack, err}
+	}()
+	return ch
+}
+
 // pair connects a host and a guest session over net.Pipe, which has no
 // buffer at all: any missing flow control or lost wakeup shows as a hang.
 func pair(t testing.TB, hostCfg, guestCfg Config, handler Handler) (host, guest *Session) {
 	t.Helper()
 	hc, gc := net.Pipe()
-	type served struct {
-		s   *Session
-		ack HelloAck
-		err error
-	}
-	ch := make(chan served, 1)
-	go func() {
-		s, ack, err := Serve(gc, Hello{Versions: []int{Version}, Agent: "test", Kernel: "6.1"}, guestCfg, handler)
-		ch <- served{s, ack, err}
-	}()
+	ch := serveAsync(gc, Hello{Versions: []int{Version}, Agent: "test", Kernel: "6.1"}, guestCfg, handler)
 	host, hello, err := Accept(testCtx(t), hc, hostCfg)
 	if err != nil {
 		t.Fatalf("Accept: %v", err)
@@ -374,16 +383,7 @@ func TestHandshakeVersionChoice(t *testing.T) {
 		t.Run(fmt.Sprint(tt.offer), func(t *testing.T) {
 			hc, gc := net.Pipe()
 			defer gc.Close()
-			type served struct {
-				s   *Session
-				ack HelloAck
-				err error
-			}
-			ch := make(chan served, 1)
-			go func() {
-				s, ack, err := Serve(gc, Hello{Versions: tt.offer, Agent: "a"}, Config{}, nil)
-				ch <- served{s, ack, err}
-			}()
+			ch := serveAsync(gc, Hello{Versions: tt.offer, Agent: "a"}, Config{}, nil)
 			before := time.Now()
 			host, hello, err := Accept(testCtx(t), hc, Config{})
 			g := within(t, ch, "Serve")
@@ -1947,16 +1947,7 @@ func TestConcurrentOpensGoOutInOrder(t *testing.T) {
 // connection where the guest's Serve still waits for the answer.
 func TestResumeAnswersAHelloReadEarlier(t *testing.T) {
 	hc, gc := net.Pipe()
-	type served struct {
-		s   *Session
-		ack HelloAck
-		err error
-	}
-	ch := make(chan served, 1)
-	go func() {
-		s, ack, err := Serve(gc, Hello{Versions: []int{Version}, Agent: "test"}, Config{}, nil)
-		ch <- served{s, ack, err}
-	}()
+	ch := serveAsync(gc, Hello{Versions: []int{Version}, Agent: "test"}, Config{}, nil)
 	hello, err := ReadHello(testCtx(t), hc)
 	if err != nil || hello.Agent != "test" {
 		t.Fatalf("ReadHello: %+v, %v", hello, err)
@@ -1980,20 +1971,18 @@ func TestResumeAnswersAHelloReadEarlier(t *testing.T) {
 
 	// Two answers never carry the same entropy.
 	hc2, gc2 := net.Pipe()
-	go func() {
-		s, ack, err := Serve(gc2, hello, Config{}, nil)
-		if err == nil {
-			s.Close()
-		}
-		ch <- served{nil, ack, err}
-	}()
+	ch2 := serveAsync(gc2, hello, Config{}, nil)
 	ReadHello(testCtx(t), hc2)
 	host2, err := Resume(testCtx(t), hc2, hello, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	host2.Close()
-	if g2 := within(t, ch, "Serve"); bytes.Equal(g2.ack.Entropy, g.ack.Entropy) {
+	g2 := within(t, ch2, "Serve")
+	if g2.s != nil {
+		g2.s.Close()
+	}
+	if bytes.Equal(g2.ack.Entropy, g.ack.Entropy) {
 		t.Errorf("two resumes sent the same entropy")
 	}
 }

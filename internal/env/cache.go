@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pyro-sandbox/pyro/internal/errs"
@@ -296,22 +295,9 @@ func (c *Cache) noPullRunning() bool {
 	return true
 }
 
-// removeAllCounting removes dir and returns the disk space its files took:
-// their allocated blocks, not their sizes, since a template's memory file
-// is as large as the guest's RAM and holds only what the guest touched.
+// removeAllCounting removes dir and returns the disk space its files took.
 func removeAllCounting(dir string) int64 {
-	var n int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err != nil || !fi.Mode().IsRegular() {
-			return nil
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			n += st.Blocks * 512
-		} else {
-			n += fi.Size()
-		}
-		return nil
-	})
+	n := fsutil.DiskUsage(dir)
 	if fsutil.RemoveTree(dir) != nil {
 		return 0
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pyro-sandbox/pyro/internal/agentproto"
@@ -361,12 +360,7 @@ func Templates(cacheDir string) TemplateSummary {
 		switch {
 		case e.IsDir() && !strings.Contains(e.Name(), ".tmp-"):
 			s.Count++
-			filepath.Walk(p, func(_ string, fi os.FileInfo, err error) error {
-				if st, ok := fi.Sys().(*syscall.Stat_t); err == nil && ok {
-					s.Bytes += st.Blocks * 512
-				}
-				return nil
-			})
+			s.Bytes += fsutil.DiskUsage(p)
 		case strings.HasSuffix(e.Name(), templateFailed):
 			fi, err := e.Info()
 			if err != nil || time.Since(fi.ModTime()) >= failedTemplateTTL {

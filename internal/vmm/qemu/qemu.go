@@ -124,8 +124,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (vmm.Machine, error)
 // the file instead of reading the RAM back in.
 var ignoreShared = map[string]any{"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}}}
 
-// monitor connects to the machine's QMP.
-func (m *machine) monitor(ctx context.Context) (*qmp, error) {
+// migrationMonitor connects to the machine's QMP and turns on the
+// x-ignore-shared capability, which both ends of a snapshot need.
+func (m *machine) migrationMonitor(ctx context.Context) (*qmp, error) {
 	if m.qmp == nil {
 		return nil, fmt.Errorf("this machine has no QMP channel")
 	}
@@ -133,7 +134,11 @@ func (m *machine) monitor(ctx context.Context) (*qmp, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := q.handshake(ctx); err != nil {
+	err = q.handshake(ctx)
+	if err == nil {
+		_, err = q.execute(ctx, "migrate-set-capabilities", ignoreShared, nil)
+	}
+	if err != nil {
 		q.close()
 		return nil, err
 	}
@@ -144,14 +149,11 @@ func (m *machine) monitor(ctx context.Context) (*qmp, error) {
 // from the state file passed as fdState. QEMU loads it and runs the
 // machine; a state it cannot load makes it exit.
 func (m *machine) loadState(ctx context.Context) error {
-	q, err := m.monitor(ctx)
+	q, err := m.migrationMonitor(ctx)
 	if err != nil {
 		return err
 	}
 	defer q.close()
-	if _, err := q.execute(ctx, "migrate-set-capabilities", ignoreShared, nil); err != nil {
-		return err
-	}
 	_, err = q.execute(ctx, "migrate-incoming", map[string]string{"uri": fmt.Sprintf("fd:%d", fdState)}, nil)
 	return err
 }
@@ -182,14 +184,11 @@ type machine struct {
 
 // SaveState implements vmm.Snapshotter.
 func (m *machine) SaveState(ctx context.Context, to *os.File) error {
-	q, err := m.monitor(ctx)
+	q, err := m.migrationMonitor(ctx)
 	if err != nil {
 		return err
 	}
 	defer q.close()
-	if _, err := q.execute(ctx, "migrate-set-capabilities", ignoreShared, nil); err != nil {
-		return err
-	}
 	return q.migrateTo(ctx, to)
 }
 

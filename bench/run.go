@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pyro-sandbox/pyro/internal/env"
+	"github.com/pyro-sandbox/pyro/internal/vm"
 )
 
 // runJSON is the part of `pyro run --json` the benchmark reads.
@@ -175,7 +176,7 @@ func (b *bench) measureRun() error {
 // templateDirs lists the template directories in the environment cache.
 func templateDirs() map[string]bool {
 	dirs := map[string]bool{}
-	root := filepath.Join(env.DefaultCacheDir(), "boot", "templates")
+	root := vm.TemplatesDir(env.DefaultCacheDir())
 	entries, _ := os.ReadDir(root)
 	for _, e := range entries {
 		if e.IsDir() {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pyro-sandbox/pyro/internal/env"
+	"github.com/pyro-sandbox/pyro/internal/vm"
 )
 
 type runResult struct {
@@ -306,7 +307,7 @@ func TestSIGKILLOfPyroLeavesNoVM(t *testing.T) {
 // removeNewTemplates removes the templates made by a run at memory size
 // mem (none other uses it), and what attempts at them left.
 func removeNewTemplates(t *testing.T, mem string) {
-	templates := filepath.Join(env.DefaultCacheDir(), "boot", "templates")
+	templates := vm.TemplatesDir(env.DefaultCacheDir())
 	entries, _ := os.ReadDir(templates)
 	for _, e := range entries {
 		p := filepath.Join(templates, e.Name())
@@ -387,7 +388,7 @@ type runTimings struct {
 // each restored machine has its own randomness and the host's clock; a
 // broken template is dropped for a cold boot, and made again next time.
 func TestRunRestoresFromTemplate(t *testing.T) {
-	templates := filepath.Join(env.DefaultCacheDir(), "boot", "templates")
+	templates := vm.TemplatesDir(env.DefaultCacheDir())
 	// A memory size no other test uses, so that this template is made
 	// here and is this test's own.
 	mem := strconv.Itoa(520 + 8*rand.IntN(200))
@@ -515,7 +516,7 @@ func TestRunRestoresFromTemplate(t *testing.T) {
 // the other boots cold; both run their command, and no VM is left.
 func TestRunTemplateMadeOnceUnderConcurrency(t *testing.T) {
 	mem := strconv.Itoa(2200 + 8*rand.IntN(200))
-	templates := filepath.Join(env.DefaultCacheDir(), "boot", "templates")
+	templates := vm.TemplatesDir(env.DefaultCacheDir())
 	before := map[string]bool{}
 	entries, _ := os.ReadDir(templates)
 	for _, e := range entries {

@@ -56,7 +56,9 @@ type template struct {
 	hello agentproto.Hello
 }
 
-func templatesDir(o Options) string { return filepath.Join(o.Cache.Dir, "boot", "templates") }
+// TemplatesDir is where the environment cache in cacheDir keeps templates
+// (under boot/, which env prune removes whole).
+func TemplatesDir(cacheDir string) string { return filepath.Join(cacheDir, "boot", "templates") }
 
 // templateSpec is spec as a template's machine boots it: its init knows
 // it will be snapshotted.
@@ -74,7 +76,7 @@ func bootFromTemplate(ctx context.Context, o Options, tb vmm.Templater, spec vmm
 	if err != nil {
 		return errNoTemplate
 	}
-	dir := filepath.Join(templatesDir(o), key)
+	dir := filepath.Join(TemplatesDir(o.Cache.Dir), key)
 	t, err := openTemplate(dir, spec.MemMiB)
 	if err != nil || o.RemakeTemplate {
 		// A remake replaces the template only once the new one is made:
@@ -353,7 +355,7 @@ type TemplateSummary struct {
 // Templates summarises the templates of the environment cache in dir.
 func Templates(cacheDir string) TemplateSummary {
 	var s TemplateSummary
-	root := filepath.Join(cacheDir, "boot", "templates")
+	root := TemplatesDir(cacheDir)
 	entries, _ := os.ReadDir(root)
 	for _, e := range entries {
 		p := filepath.Join(root, e.Name())
